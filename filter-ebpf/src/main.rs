@@ -20,7 +20,7 @@ use filter_common::{
     Addr, AllowEntry, BlockEntry, HTTP_METHODS, SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample, capacity,
     config, counter,
 };
-use filter_ebpf::parse::{self, Packet, ParseError, Tcp, ptr_at};
+use filter_ebpf::parse::{self, Packet, ParseError, Tcp, bounded, ptr_at};
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 /// `BPF_F_CURRENT_NETNS`: look sockets up in the namespace of the receiving device.
@@ -140,7 +140,8 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
 #[inline(always)]
 fn is_request_start(ctx: &XdpContext, tcp: &Tcp) -> bool {
     // The shortest request line ("GET / HTTP/1.0\r\n") is far longer than 8 bytes.
-    let Ok(head) = ptr_at::<[u8; 8]>(ctx, tcp.payload_off) else { return false };
+    let Some(offset) = bounded(&tcp.payload_off) else { return false };
+    let Ok(head) = ptr_at::<[u8; 8]>(ctx, offset) else { return false };
     // SAFETY: `ptr_at` checked the 8 bytes are inside the packet.
     let head = unsafe { core::ptr::read_unaligned(head) };
     let mut i = 0;
@@ -210,13 +211,14 @@ fn sample_request_start(ctx: &XdpContext, packet: &Packet, saddr: &Addr, tcp: &T
     // through a volatile so the compiler cannot drop the explicit check below.
     // SAFETY: reading a local.
     let len = unsafe { core::ptr::read_volatile(&captured) } as u32;
-    let copied = if len >= 1 && len <= SAMPLE_PAYLOAD_MAX as u32 {
+    let offset = bounded(&tcp.payload_off).unwrap_or(usize::MAX);
+    let copied = if len >= 1 && len <= SAMPLE_PAYLOAD_MAX as u32 && offset <= parse::MAX_OFFSET {
         // SAFETY: the destination is the sample's payload array of SAMPLE_PAYLOAD_MAX bytes and
         // `len` is within it; the helper bounds-checks the packet side itself.
         unsafe {
             bpf_xdp_load_bytes(
                 ctx.ctx,
-                tcp.payload_off as u32,
+                offset as u32,
                 (&raw mut (*sample).payload).cast(),
                 len,
             ) == 0

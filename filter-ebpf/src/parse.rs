@@ -68,6 +68,19 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
     Ok((start + offset) as *const T)
 }
 
+/// Largest packet offset the program works with (jumbo frames stay well below).
+pub const MAX_OFFSET: usize = 0x3fff;
+
+/// Re-reads an offset that the compiler may have spilled in a form the verifier cannot bound,
+/// and bounds it explicitly: `None` when out of range.
+#[inline(always)]
+pub fn bounded(offset: &usize) -> Option<usize> {
+    // SAFETY: a volatile read of a valid reference; it only stops the compiler from folding
+    // away the range check the verifier needs.
+    let offset = unsafe { core::ptr::read_volatile(offset) };
+    if offset > MAX_OFFSET { None } else { Some(offset) }
+}
+
 #[inline(always)]
 fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, ()> {
     let ptr = ptr_at::<T>(ctx, offset)?;

@@ -2,6 +2,23 @@
 //! maps, and runs the detection daemon. The `floodgate` binary is a thin CLI over this library.
 //! Needs Linux ≥ 5.18 and bpffs at the pin root.
 
+pub mod attach;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod detect;
+pub mod filter;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod pins;
+pub mod rate;
+pub mod target;
+
 /// The embedded eBPF objects built by `build.rs`.
 pub mod ebpf {
     /// The Floodgate XDP program object.

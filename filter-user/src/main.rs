@@ -1,1 +1,77 @@
-fn main(){}
+//! `floodgate`: the daemon (`run`) and the operator CLI. Errors print as one line naming the
+//! problem; exit codes are listed in `--help` and the man page.
+
+#![allow(unused_crate_dependencies, reason = "the binary links the library and shares its dependency list")]
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use filter_user::{
+    attach::AttachError,
+    cli::Cli,
+    clock::DurationError,
+    commands::{DaemonDown, dispatch},
+    config::ConfigError,
+    filter::FilterError,
+    pins::PinsError,
+    target::TargetError,
+};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+                let _ = err.print();
+                return ExitCode::from(if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+            }
+            // One line naming the problem.
+            let text = err.render().to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("floodgate: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    if !matches!(cli.command, filter_user::cli::Command::Run(_)) {
+        filter_user::logging::init(log::LevelFilter::Warn);
+    }
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = exit_code(&err);
+            let hint = if code == 4 { " (run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)" } else { "" };
+            eprintln!("floodgate: {}{hint}", format!("{err:#}").replace('\n', " "));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied))
+        || format!("{err:#}").contains("Operation not permitted")
+    {
+        return 4;
+    }
+    if let Some(e) = err.downcast_ref::<FilterError>()
+        && matches!(e, FilterError::NotLoaded(_))
+    {
+        return 3;
+    }
+    if let Some(e) = err.downcast_ref::<AttachError>()
+        && matches!(e, AttachError::NotLoaded(_))
+    {
+        return 3;
+    }
+    if err.downcast_ref::<DaemonDown>().is_some() {
+        return 5;
+    }
+    if err.downcast_ref::<ConfigError>().is_some()
+        || err.downcast_ref::<TargetError>().is_some()
+        || err.downcast_ref::<DurationError>().is_some()
+        || matches!(err.downcast_ref::<PinsError>(), Some(PinsError::ForeignLayout { .. }))
+    {
+        return 2;
+    }
+    1
+}

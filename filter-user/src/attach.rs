@@ -1,0 +1,204 @@
+//! Loading the XDP program and its maps into pins, re-using them after a restart, attaching
+//! links per interface, checking the pinned layout, and detaching everything.
+
+use std::path::PathBuf;
+
+use aya::{
+    EbpfLoader,
+    maps::{MapData, MapType},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+    },
+};
+use aya_obj::programs::XdpAttachType;
+use filter_common::{Addr, AllowEntry, BlockEntry, PROGRAM_NAME, capacity, maps};
+
+use crate::pins::{Pins, PinsError};
+
+/// Errors of loading, attaching and detaching.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// Pin directory trouble.
+    #[error(transparent)]
+    Pins(#[from] PinsError),
+    /// The object could not be loaded.
+    #[error("loading the XDP program: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program operation failed.
+    #[error("{op}: {source}")]
+    Program {
+        /// What was attempted.
+        op: String,
+        /// Why it failed.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A link operation failed.
+    #[error("{op} {path}: {source}")]
+    Link {
+        /// What was attempted.
+        op: &'static str,
+        /// The link pin.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A pinned map has a different shape than this binary expects.
+    #[error(
+        "pinned map {name} does not match this binary's layout ({detail}); the pins under {root} \
+         were made by another build: run `floodgate detach` and start again"
+    )]
+    LayoutMismatch {
+        /// Map name.
+        name: &'static str,
+        /// What differs.
+        detail: String,
+        /// Pin root.
+        root: PathBuf,
+    },
+    /// A map pin is missing or unreadable.
+    #[error("pinned map {path}: {source}")]
+    Map {
+        /// The pin path.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// Nothing is loaded.
+    #[error("Floodgate is not loaded (no program pinned at {0}); start it with `floodgate run --iface IF`")]
+    NotLoaded(PathBuf),
+}
+
+/// Whether an operation created new state or re-used pinned state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adoption {
+    /// Newly loaded or attached.
+    Created,
+    /// Re-used from the pins.
+    Adopted,
+}
+
+/// Expected shape of each pinned map: name, type, key size, value size, max entries.
+const LAYOUT: [(&str, MapType, usize, usize, u32); 7] = [
+    (maps::ALLOW, MapType::LpmTrie, 4 + size_of::<Addr>(), size_of::<AllowEntry>(), capacity::ALLOW),
+    (maps::BLOCK_EXACT, MapType::Hash, size_of::<Addr>(), size_of::<BlockEntry>(), capacity::BLOCK_EXACT),
+    (maps::BLOCK_PREFIX, MapType::LpmTrie, 4 + size_of::<Addr>(), size_of::<BlockEntry>(), capacity::BLOCK_PREFIX),
+    (maps::COUNTERS, MapType::PerCpuArray, 4, 8, capacity::COUNTERS),
+    (maps::CONFIG, MapType::Array, 4, 4, capacity::CONFIG),
+    (maps::PORTS, MapType::Hash, 2, 4, capacity::PORTS),
+    (maps::SAMPLES, MapType::RingBuf, 0, 0, capacity::SAMPLES_BYTES),
+];
+
+/// Loads the program and its maps into the pins unless they are already there; then checks
+/// the pinned layout. The caller holds the pin lock.
+pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
+    if pins.loaded() {
+        check_layout(pins)?;
+        return Ok(Adoption::Adopted);
+    }
+    let maps_dir = pins.maps_dir();
+    let mut ebpf = EbpfLoader::new().default_map_pin_directory(&maps_dir).load(crate::ebpf::FILTER)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or_else(|| AttachError::Program {
+            op: format!("find program {PROGRAM_NAME}"),
+            source: aya::programs::ProgramError::NotLoaded,
+        })?
+        .try_into()
+        .map_err(|source| AttachError::Program { op: "program type".into(), source })?;
+    program.load().map_err(|source| AttachError::Program { op: "verify and load XDP program".into(), source })?;
+    program.pin(pins.program()).map_err(|source| AttachError::Link {
+        op: "pin program",
+        path: pins.program(),
+        source: Box::new(source),
+    })?;
+    check_layout(pins)?;
+    Ok(Adoption::Created)
+}
+
+/// Compares every pinned map with the layout this binary was built with.
+pub fn check_layout(pins: &Pins) -> Result<(), AttachError> {
+    for (name, map_type, key, value, max) in LAYOUT {
+        let path = pins.map(name);
+        let data = MapData::from_pin(&path).map_err(|source| AttachError::Map { path: path.clone(), source })?;
+        let info = data.info().map_err(|source| AttachError::Map { path: path.clone(), source })?;
+        let found_type = info.map_type().map_err(|source| AttachError::Map { path: path.clone(), source })?;
+        let found = (found_type, info.key_size() as usize, info.value_size() as usize, info.max_entries());
+        if found != (map_type, key, value, max) {
+            return Err(AttachError::LayoutMismatch {
+                name,
+                detail: format!(
+                    "found {:?} key {} value {} entries {}, expected {map_type:?} key {key} value {value} entries {max}",
+                    found.0, found.1, found.2, found.3
+                ),
+                root: pins.root().to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Attaches the pinned program to `iface` and pins the link, unless a link is already pinned
+/// for it (then it is re-adopted: no second attach).
+pub fn attach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Adoption, AttachError> {
+    let link_path = pins.link(iface);
+    if link_path.exists() {
+        PinnedLink::from_pin(&link_path)
+            .map_err(|source| AttachError::Link { op: "re-adopt link", path: link_path.clone(), source: Box::new(source) })?;
+        return Ok(Adoption::Adopted);
+    }
+    let mut program = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
+        .map_err(|source| AttachError::Program { op: "open pinned program".into(), source })?;
+    let name = std::ffi::CString::new(iface).map_err(|_| AttachError::Program {
+        op: format!("interface name {iface:?}"),
+        source: aya::programs::ProgramError::UnknownInterface { name: std::ffi::CString::default() },
+    })?;
+    let id = program
+        .attach(&name, mode)
+        .map_err(|source| AttachError::Program { op: format!("attach XDP ({mode:?} mode) to {iface}"), source })?;
+    let link = program.take_link(id).map_err(|source| AttachError::Program { op: "take link".into(), source })?;
+    let fd_link = FdLink::try_from(link)
+        .map_err(|source| AttachError::Link { op: "convert link", path: link_path.clone(), source: Box::new(source) })?;
+    fd_link
+        .pin(&link_path)
+        .map_err(|source| AttachError::Link { op: "pin link", path: link_path.clone(), source: Box::new(source) })?;
+    Ok(Adoption::Created)
+}
+
+/// Removes the pinned link of `iface` (the program detaches from it).
+pub fn detach_interface(pins: &Pins, iface: &str) -> Result<(), AttachError> {
+    let link_path = pins.link(iface);
+    let link = PinnedLink::from_pin(&link_path)
+        .map_err(|source| AttachError::Link { op: "open link", path: link_path.clone(), source: Box::new(source) })?;
+    let fd_link = link
+        .unpin()
+        .map_err(|source| AttachError::Link { op: "unpin link", path: link_path.clone(), source: Box::new(source) })?;
+    drop(fd_link);
+    Ok(())
+}
+
+/// Detaches every link and removes every pin of this layout. Returns the interfaces detached.
+pub fn detach_all(pins: &Pins) -> Result<Vec<String>, AttachError> {
+    let ifaces = pins.linked_interfaces()?;
+    for iface in &ifaces {
+        detach_interface(pins, iface)?;
+    }
+    let dir = pins.layout_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|source| PinsError::Io { op: "remove", path: dir.clone(), source })?;
+    }
+    // The root is ours; leave nothing behind if it is now empty.
+    let _ = std::fs::remove_dir(pins.root());
+    Ok(ifaces)
+}
+
+/// Parses an attach mode name.
+#[must_use]
+pub fn mode(skb: bool) -> XdpMode {
+    if skb { XdpMode::Skb } else { XdpMode::Driver }
+}

@@ -1,0 +1,181 @@
+//! Command-line definitions (clap derive). The doc comments are the `--help` text; the man page
+//! and shell completions are generated from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::target::Target;
+
+/// Exit codes, documented in the man page.
+pub const EXIT_CODES: &str = "EXIT STATUS:
+  0  success
+  1  runtime failure (kernel, map or I/O error)
+  2  bad input: malformed address, prefix, TTL, option or configuration
+  3  nothing loaded: no Floodgate program pinned (start `floodgate run` first)
+  4  permission denied: run as root or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON
+  5  the daemon is not running (for commands that need its live state)";
+
+/// Floodgate: drops HTTP floods at XDP, before the kernel stack spends anything on them.
+///
+/// `run` is the daemon; every other command works on the pinned maps under the pin root, also
+/// while the daemon is down (`top` and `why`'s live rates need the daemon).
+#[derive(Debug, Parser)]
+#[command(name = "floodgate", version, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    /// Root of the pinned state (bpffs).
+    #[arg(long, global = true, env = "FLOODGATE_PIN_ROOT", default_value = filter_common::DEFAULT_PIN_ROOT)]
+    pub pin_root: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: load or re-use the pinned filter, attach it, detect floods, write blocks.
+    Run(RunArgs),
+    /// Block addresses or prefixes.
+    #[command(subcommand)]
+    Block(BlockCommand),
+    /// Allow-list addresses or prefixes (the allow list always wins over blocks).
+    #[command(subcommand)]
+    Allow(AllowCommand),
+    /// Packet counters summed over CPUs.
+    Stats(JsonArg),
+    /// Interfaces, mode, program id and map fill levels.
+    Status(JsonArg),
+    /// Switch between enforcing (drop) and monitor (count "would drop", pass) mode.
+    Mode {
+        /// The mode to switch to.
+        mode: Mode,
+    },
+    /// Explain why an address is (or is not) blocked.
+    Why {
+        /// The address to explain.
+        addr: std::net::IpAddr,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Top talkers with their request rates and most-hit paths (asks the running daemon).
+    Top {
+        /// How many clients to show.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration file without touching the kernel.
+    CheckConfig {
+        /// The file (default: /etc/floodgate/floodgate.toml).
+        file: Option<PathBuf>,
+    },
+    /// Detach the program from every interface and remove everything Floodgate pinned.
+    Detach {
+        /// Only detach from this interface (the maps and other links stay).
+        #[arg(long)]
+        iface: Option<String>,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// `--json` for listings.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to protect (repeatable). Overrides the configuration's `interfaces`.
+    #[arg(long = "iface")]
+    pub ifaces: Vec<String>,
+    /// Attach in generic (SKB) mode instead of driver mode.
+    #[arg(long)]
+    pub skb: bool,
+    /// Configuration file; without it the embedded default configuration is used, unless
+    /// /etc/floodgate/floodgate.toml exists.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Detach and remove the pins on exit (by default the filter keeps enforcing).
+    #[arg(long)]
+    pub detach_on_exit: bool,
+    /// Prometheus listen address, overriding the configuration ("off" disables).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    /// Control socket path, overriding the configuration.
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+}
+
+/// `block` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// Block addresses or prefixes (e.g. 198.18.0.7, 198.18.4.0/24, 2001:2::/64).
+    Add {
+        /// Addresses or prefixes (host bits must be zero).
+        #[arg(required = true)]
+        targets: Vec<Target>,
+        /// Time to live (30s, 10m, 2h, 1d); 0 or omitted: never expires.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
+        /// Free text kept with the entry (at most 32 bytes are stored).
+        #[arg(long, default_value = "manual")]
+        reason: String,
+    },
+    /// Remove block entries.
+    Del {
+        /// Addresses or prefixes, exactly as blocked.
+        #[arg(required = true)]
+        targets: Vec<Target>,
+    },
+    /// List block entries with reason, hits and remaining TTL.
+    List(JsonArg),
+    /// Remove every block entry.
+    Flush,
+}
+
+/// `allow` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AllowCommand {
+    /// Allow addresses or prefixes.
+    Add {
+        /// Addresses or prefixes.
+        #[arg(required = true)]
+        targets: Vec<Target>,
+    },
+    /// Remove allow entries.
+    Del {
+        /// Addresses or prefixes, exactly as allowed.
+        #[arg(required = true)]
+        targets: Vec<Target>,
+    },
+    /// List allow entries.
+    List(JsonArg),
+}
+
+/// Filter modes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Mode {
+    /// Drop packets that match a block entry.
+    Enforce,
+    /// Count matches as "would drop" and pass them.
+    Monitor,
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, crate::clock::DurationError> {
+    crate::clock::parse_duration(text)
+}

@@ -1,0 +1,402 @@
+//! Detection: every verified sample is matched against the rules, counted into the bounded
+//! rate state, and turned into a decision when its key crosses a threshold. Escalation for
+//! repeat offenders and prefix aggregation also live here; writing to the maps does not.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher as _, Hasher as _},
+    net::IpAddr,
+    time::Duration,
+};
+
+use filter_common::SAMPLE_PAYLOAD_MAX;
+
+use crate::{
+    config::{Rule, RuleKey, Settings},
+    http::{SampleRecord, parse_request},
+    rate::{RateKey, RateTable},
+    target::{Target, ip_key},
+};
+
+/// Talkers kept for `floodgate top`.
+const TOP_CAPACITY: usize = 256;
+/// Paths kept per talker.
+const TOP_PATHS: usize = 4;
+
+/// A decision to block (or, for monitor rules, to report) a target.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Decision {
+    /// What to block.
+    pub target: Target,
+    /// Rule name (or "aggregate").
+    pub rule: String,
+    /// Observed rate (requests/s) when decided.
+    pub rate: f64,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// Block duration, after escalation.
+    #[serde(serialize_with = "secs")]
+    pub ttl: Duration,
+    /// False for monitor-only rules.
+    pub block: bool,
+    /// Kernel timestamp of the sample that crossed the threshold.
+    pub crossed_ns: u64,
+    /// Repeat-offence number (1 = first).
+    pub offence: u32,
+    /// True for a prefix aggregated from several blocked addresses.
+    pub aggregate: bool,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+/// One heavy talker for `top`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Talker {
+    /// Source address.
+    pub addr: Option<IpAddr>,
+    /// Requests/s (smoothed over the last seconds).
+    pub rate: f64,
+    /// Requests counted since the last tick.
+    #[serde(skip)]
+    pending: f64,
+    /// Samples seen.
+    pub samples: u64,
+    /// Most-hit paths with their counts.
+    pub paths: Vec<(String, u64)>,
+}
+
+/// Counters the daemon exports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DetectStats {
+    /// Samples processed.
+    pub samples: u64,
+    /// Samples whose payload was not a parseable request start.
+    pub unparsed: u64,
+}
+
+/// The detector.
+pub struct Detector {
+    rules: Vec<Rule>,
+    table: RateTable,
+    decided: HashMap<Target, u64>,
+    offences: HashMap<IpAddr, (u32, u64)>,
+    aggregates: HashMap<Target, Vec<(IpAddr, u64)>>,
+    top: HashMap<IpAddr, Talker>,
+    hasher: std::collections::hash_map::RandomState,
+    settings: Settings,
+    stats: DetectStats,
+}
+
+impl Detector {
+    /// A detector for `settings`.
+    #[must_use]
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            rules: settings.rules.clone(),
+            table: RateTable::new(settings.max_tracked),
+            decided: HashMap::new(),
+            offences: HashMap::new(),
+            aggregates: HashMap::new(),
+            top: HashMap::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            settings: settings.clone(),
+            stats: DetectStats::default(),
+        }
+    }
+
+    /// Applies new settings (rules, thresholds, escalation). Rate state is kept when the rules
+    /// are unchanged, reset otherwise (rule indices may have moved); decisions stay in the maps.
+    pub fn reconfigure(&mut self, settings: &Settings) {
+        let same_rules = format!("{:?}", self.rules) == format!("{:?}", settings.rules);
+        if !same_rules || settings.max_tracked != self.settings.max_tracked {
+            self.table = RateTable::new(settings.max_tracked);
+        }
+        self.rules = settings.rules.clone();
+        self.settings = settings.clone();
+    }
+
+    /// The rate table (for memory reporting).
+    #[must_use]
+    pub fn table(&self) -> &RateTable {
+        &self.table
+    }
+
+    /// Processing counters.
+    #[must_use]
+    pub fn stats(&self) -> DetectStats {
+        self.stats
+    }
+
+    /// Counts one verified sample; returns the decisions it triggers.
+    pub fn observe(&mut self, sample: &SampleRecord) -> Vec<Decision> {
+        self.stats.samples += 1;
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
+        let Some(request) = parse_request(sample.payload(), &mut scratch) else {
+            self.stats.unparsed += 1;
+            return Vec::new();
+        };
+        self.note_talker(sample, request.path);
+        let mut decisions = Vec::new();
+        let rules = std::mem::take(&mut self.rules);
+        for (index, rule) in rules.iter().enumerate() {
+            if !matches(rule, &request) {
+                continue;
+            }
+            let (target, sub) = match rule.key {
+                RuleKey::Source => (Target::host(sample.src), 0),
+                RuleKey::Prefix => {
+                    let len = if sample.src.is_ipv4() { rule.prefix_v4 } else { rule.prefix_v6 };
+                    (Target::covering(sample.src, len), 0)
+                }
+                RuleKey::SourcePath => (Target::host(sample.src), self.sub_hash(request.path)),
+                RuleKey::SourceHost => (Target::host(sample.src), self.sub_hash(&request.host.unwrap_or("").to_ascii_lowercase())),
+            };
+            let key = RateKey { addr: target.key(), sub, rule: index as u8 };
+            let window_ns = rule.window.as_nanos() as u64;
+            let estimate = self.table.observe(&key, sample.ktime_ns, window_ns, sample.weight);
+            if estimate.rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
+                continue;
+            }
+            if self.decided.get(&target).is_some_and(|until| *until > sample.ktime_ns) {
+                continue;
+            }
+            let (offence, ttl) = self.escalate(target.ip, rule.ttl, sample.ktime_ns, rule.block);
+            self.decided.insert(target, sample.ktime_ns.saturating_add(ttl.as_nanos() as u64));
+            decisions.push(Decision {
+                target,
+                rule: rule.name.clone(),
+                rate: estimate.rate,
+                threshold: rule.threshold_rps,
+                ttl,
+                block: rule.block,
+                crossed_ns: sample.ktime_ns,
+                offence,
+                aggregate: false,
+            });
+        }
+        self.rules = rules;
+        let aggregated: Vec<Decision> = decisions.iter().filter(|d| d.block && d.target.is_host()).filter_map(|d| self.aggregate(d)).collect();
+        decisions.extend(aggregated);
+        decisions
+    }
+
+    /// Forgets a decision (the operator removed the block), so the key can be decided again.
+    pub fn forget(&mut self, target: &Target) {
+        self.decided.remove(target);
+    }
+
+    fn sub_hash(&self, text: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(text.as_bytes());
+        h.finish() | 1
+    }
+
+    fn escalate(&mut self, ip: IpAddr, base: Duration, now_ns: u64, count: bool) -> (u32, Duration) {
+        let memory = self.settings.offence_memory.as_nanos() as u64;
+        let entry = self.offences.entry(ip).or_insert((0, now_ns));
+        if now_ns.saturating_sub(entry.1) > memory {
+            entry.0 = 0;
+        }
+        if count {
+            entry.0 += 1;
+            entry.1 = now_ns;
+        }
+        let offence = entry.0.max(1);
+        let factor = self.settings.escalation_factor.powi(offence as i32 - 1);
+        let ttl = base.mul_f64(factor.min(1e6)).min(self.settings.max_ttl.max(base));
+        (offence, ttl)
+    }
+
+    fn aggregate(&mut self, decision: &Decision) -> Option<Decision> {
+        let k = self.settings.aggregate_min;
+        if k == 0 {
+            return None;
+        }
+        let ip = decision.target.ip;
+        let len = if ip.is_ipv4() { self.settings.aggregate_v4 } else { self.settings.aggregate_v6 };
+        let prefix = Target::covering(ip, len);
+        let period = self.settings.aggregate_period.as_nanos() as u64;
+        let now = decision.crossed_ns;
+        let members = self.aggregates.entry(prefix).or_default();
+        members.retain(|(m, at)| *m != ip && now.saturating_sub(*at) <= period);
+        members.push((ip, now));
+        if members.len() < k || self.decided.get(&prefix).is_some_and(|until| *until > now) {
+            return None;
+        }
+        members.clear();
+        let ttl = self.settings.aggregate_ttl;
+        self.decided.insert(prefix, now.saturating_add(ttl.as_nanos() as u64));
+        Some(Decision {
+            target: prefix,
+            rule: "aggregate".into(),
+            rate: decision.rate,
+            threshold: decision.threshold,
+            ttl,
+            block: true,
+            crossed_ns: now,
+            offence: 1,
+            aggregate: true,
+        })
+    }
+
+    fn note_talker(&mut self, sample: &SampleRecord, path: &str) {
+        if !self.top.contains_key(&sample.src) && self.top.len() >= TOP_CAPACITY {
+            // Space-saving: replace the quietest talker.
+            let quietest = self.top.iter().min_by(|a, b| (a.1.rate + a.1.pending).total_cmp(&(b.1.rate + b.1.pending))).map(|(ip, _)| *ip);
+            if let Some(ip) = quietest {
+                self.top.remove(&ip);
+            }
+        }
+        let talker = self.top.entry(sample.src).or_insert_with(|| Talker { addr: Some(sample.src), ..Talker::default() });
+        talker.pending += f64::from(sample.weight);
+        talker.samples += 1;
+        let path = &path[..path.len().min(64)];
+        if let Some(slot) = talker.paths.iter_mut().find(|(p, _)| p == path) {
+            slot.1 += u64::from(sample.weight);
+        } else if talker.paths.len() < TOP_PATHS {
+            talker.paths.push((path.to_owned(), u64::from(sample.weight)));
+        } else if let Some(min) = talker.paths.iter_mut().min_by_key(|(_, c)| *c) {
+            *min = (path.to_owned(), min.1 + u64::from(sample.weight));
+        }
+    }
+
+    /// Once per second: fold the last second into the smoothed talker rates and forget old
+    /// decisions, offences and aggregation members.
+    pub fn tick(&mut self, now_ns: u64, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        for talker in self.top.values_mut() {
+            talker.rate = 0.5 * talker.rate + 0.5 * talker.pending / secs;
+            talker.pending = 0.0;
+        }
+        self.top.retain(|_, t| t.rate >= 0.05);
+        self.decided.retain(|_, until| *until > now_ns);
+        let memory = self.settings.offence_memory.as_nanos() as u64;
+        self.offences.retain(|_, (_, at)| now_ns.saturating_sub(*at) <= memory);
+        let period = self.settings.aggregate_period.as_nanos() as u64;
+        self.aggregates.retain(|_, m| {
+            m.retain(|(_, at)| now_ns.saturating_sub(*at) <= period);
+            !m.is_empty()
+        });
+    }
+
+    /// The heaviest talkers, highest rate first.
+    #[must_use]
+    pub fn top(&self, limit: usize) -> Vec<Talker> {
+        let mut talkers: Vec<Talker> = self.top.values().cloned().collect();
+        talkers.sort_by(|a, b| b.rate.total_cmp(&a.rate));
+        talkers.truncate(limit);
+        for t in &mut talkers {
+            t.paths.sort_by(|a, b| b.1.cmp(&a.1));
+        }
+        talkers
+    }
+
+    /// Current rate of `ip` under every source-keyed rule: (rule, rate, threshold).
+    #[must_use]
+    pub fn rates(&self, ip: IpAddr, now_ns: u64) -> Vec<(String, f64, f64)> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(index, rule)| {
+                let addr = match rule.key {
+                    RuleKey::Source => ip_key(ip),
+                    RuleKey::Prefix => Target::covering(ip, if ip.is_ipv4() { rule.prefix_v4 } else { rule.prefix_v6 }).key(),
+                    RuleKey::SourcePath | RuleKey::SourceHost => return None,
+                };
+                let key = RateKey { addr, sub: 0, rule: index as u8 };
+                let rate = self.table.peek(&key, now_ns, rule.window.as_nanos() as u64).map_or(0.0, |e| e.rate);
+                Some((rule.name.clone(), rate, rule.threshold_rps))
+            })
+            .collect()
+    }
+}
+
+fn matches(rule: &Rule, request: &crate::http::RequestStart<'_>) -> bool {
+    rule.method.as_deref().is_none_or(|m| m == request.method)
+        && rule.path_prefix.as_deref().is_none_or(|p| request.path.starts_with(p))
+        && rule.host.as_deref().is_none_or(|h| request.host.is_some_and(|rh| rh.eq_ignore_ascii_case(h)))
+        && rule
+            .user_agent
+            .as_deref()
+            .is_none_or(|ua| request.user_agent.is_some_and(|r| r.to_ascii_lowercase().contains(ua)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn sample(src: &str, t_ns: u64, weight: u32, payload: &[u8]) -> SampleRecord {
+        let mut p = [0u8; SAMPLE_PAYLOAD_MAX];
+        p[..payload.len()].copy_from_slice(payload);
+        SampleRecord { ktime_ns: t_ns, src: src.parse().unwrap(), sport: 40000, dport: 80, weight, captured_len: payload.len(), payload: p }
+    }
+
+    const GET: &[u8] = b"GET /api/items HTTP/1.1\r\nHost: shop\r\nUser-Agent: bot/1\r\n\r\n";
+
+    #[test]
+    fn a_flooder_is_decided_once_and_a_slow_client_never() {
+        let settings = config::parse("", "t").unwrap();
+        let mut d = Detector::new(&settings);
+        let mut decisions = Vec::new();
+        // Flooder: 1,000 req/s for 2 s. Slow client: 5 req/s.
+        for i in 0..2000u64 {
+            let t = 1_000_000_000 + i * 1_000_000;
+            decisions.extend(d.observe(&sample("198.18.1.1", t, 1, GET)));
+            if i % 200 == 0 {
+                decisions.extend(d.observe(&sample("198.18.1.2", t, 1, GET)));
+            }
+        }
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        assert_eq!(decisions[0].target.to_string(), "198.18.1.1");
+        assert_eq!(decisions[0].rule, "per-source-flood");
+        assert!(decisions[0].rate > 100.0);
+        assert_eq!(decisions[0].ttl, Duration::from_secs(600));
+        assert_eq!(d.top(1)[0].addr, Some("198.18.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn one_heavy_sample_is_not_enough() {
+        let settings = config::parse("", "t").unwrap();
+        let mut d = Detector::new(&settings);
+        // One sample standing for 10,000 requests: rate looks huge, but one sample is no proof.
+        assert!(d.observe(&sample("198.18.1.3", 1_000_000_000, 10_000, GET)).is_empty());
+    }
+
+    #[test]
+    fn repeat_offenders_escalate_and_prefixes_aggregate() {
+        let text = "[aggregation]\nmin_addresses = 3\n[escalation]\nfactor = 3.0\nmax_ttl = \"1h\"\n";
+        let settings = config::parse(text, "t").unwrap();
+        let mut d = Detector::new(&settings);
+        let mut all = Vec::new();
+        for (round, base) in [(0u64, 1_000_000_000u64), (1, 700_000_000_000)] {
+            for host in 1..=3 {
+                for i in 0..300u64 {
+                    all.extend(d.observe(&sample(&format!("198.18.7.{host}"), base + i * 1_000_000, 1, GET)));
+                }
+            }
+            let _ = round;
+            d.tick(base + 650_000_000_000, Duration::from_secs(1));
+        }
+        let first: Vec<_> = all.iter().filter(|x| x.target.to_string() == "198.18.7.1").collect();
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].ttl, Duration::from_secs(600));
+        assert_eq!(first[1].ttl, Duration::from_secs(1800));
+        assert!(all.iter().any(|x| x.aggregate && x.target.to_string() == "198.18.7.0/24"));
+    }
+
+    #[test]
+    fn rules_match_on_method_path_host_and_agent() {
+        let text = "[[rules]]\nname = \"login\"\nmethod = \"post\"\npath_prefix = \"/login\"\nhost = \"SHOP\"\nuser_agent = \"BOT\"\n";
+        let settings = config::parse(text, "t").unwrap();
+        let rule = &settings.rules[0];
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
+        let r = parse_request(b"POST /login/x HTTP/1.1\r\nHost: shop\r\nUser-Agent: evilbot\r\n\r\n", &mut scratch).unwrap();
+        assert!(matches(rule, &r));
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
+        let r = parse_request(b"GET /login HTTP/1.1\r\nHost: shop\r\n\r\n", &mut scratch).unwrap();
+        assert!(!matches(rule, &r));
+    }
+}

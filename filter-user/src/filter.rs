@@ -1,0 +1,387 @@
+//! Operations on the pinned maps: block and allow entries, counters, kernel-side settings,
+//! and the expiry sweep. Used by the CLI (daemon up or down) and by the daemon.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use aya::maps::{
+    Array, HashMap, Map, MapData, MapError, PerCpuArray,
+    lpm_trie::{Key, LpmTrie},
+};
+use filter_common::{
+    Addr, AllowEntry, BlockEntry, REASON_TEXT_LEN, capacity, config, counter, maps,
+};
+
+use crate::{
+    clock::monotonic_ns,
+    pins::Pins,
+    target::{Target, ip_key},
+};
+
+/// Errors of map operations.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// Nothing is loaded under the pin root.
+    #[error("Floodgate is not loaded (nothing pinned at {0}); start it with `floodgate run --iface IF`")]
+    NotLoaded(PathBuf),
+    /// A map operation failed.
+    #[error("{op} on map {map}: {source}")]
+    Map {
+        /// What was attempted.
+        op: &'static str,
+        /// Which map.
+        map: &'static str,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+    /// The map is full.
+    #[error("map {map} is full ({capacity} entries); remove entries or raise the capacity")]
+    Full {
+        /// Which map.
+        map: &'static str,
+        /// Its capacity.
+        capacity: u32,
+    },
+}
+
+/// A block entry as listed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BlockView {
+    /// Address or prefix.
+    pub target: Target,
+    /// Rule name or operator text.
+    pub reason: String,
+    /// One of "manual", "rule", "aggregate".
+    pub kind: &'static str,
+    /// Packets matched while in force.
+    pub hits: u64,
+    /// Seconds left; `None` = never expires.
+    pub ttl_remaining_secs: Option<u64>,
+    /// True when the entry has expired (it no longer drops; the sweep removes it).
+    pub expired: bool,
+}
+
+/// An allow entry as listed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AllowView {
+    /// Address or prefix.
+    pub target: Target,
+}
+
+/// The pinned maps, opened.
+pub struct Filter {
+    exact: HashMap<MapData, Addr, BlockEntry>,
+    prefix: LpmTrie<MapData, Addr, BlockEntry>,
+    allow: LpmTrie<MapData, Addr, AllowEntry>,
+    counters: PerCpuArray<MapData, u64>,
+    config: Array<MapData, u32>,
+    ports: HashMap<MapData, u16, u32>,
+}
+
+fn open<T: TryFrom<Map, Error = MapError>>(pins: &Pins, name: &'static str) -> Result<T, FilterError> {
+    let map_err = |op, source| FilterError::Map { op, map: name, source };
+    let data = MapData::from_pin(pins.map(name)).map_err(|e| map_err("open pin", e))?;
+    let map = Map::from_map_data(data).map_err(|e| map_err("open", e))?;
+    T::try_from(map).map_err(|e| map_err("open typed", e))
+}
+
+fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(MapError) -> FilterError {
+    move |source| FilterError::Map { op, map, source }
+}
+
+/// True when a map error means "no such key".
+fn is_missing(err: &MapError) -> bool {
+    matches!(err, MapError::KeyNotFound | MapError::ElementNotFound)
+}
+
+fn write_err(map: &'static str, cap: u32) -> impl FnOnce(MapError) -> FilterError {
+    move |source| match &source {
+        MapError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::E2BIG) || e.io_error.raw_os_error() == Some(libc::ENOSPC) => {
+            FilterError::Full { map, capacity: cap }
+        }
+        _ => FilterError::Map { op: "insert", map, source },
+    }
+}
+
+/// Encodes free text into the fixed reason field (truncated on a char boundary).
+#[must_use]
+pub fn reason_text(text: &str) -> [u8; REASON_TEXT_LEN] {
+    let mut out = [0u8; REASON_TEXT_LEN];
+    let mut end = text.len().min(REASON_TEXT_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out[..end].copy_from_slice(&text.as_bytes()[..end]);
+    out
+}
+
+/// Decodes the reason field.
+#[must_use]
+pub fn reason_string(raw: &[u8; REASON_TEXT_LEN]) -> String {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// Builds a block entry that expires `ttl` from now (`None`: never).
+#[must_use]
+pub fn block_entry(ttl: Option<Duration>, reason_code: u16, reason: &str) -> BlockEntry {
+    let now = monotonic_ns();
+    let expires_ns = ttl.map_or(0, |ttl| now.saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)));
+    BlockEntry { expires_ns, added_ns: now, hits: 0, reason_code, _pad: [0; 6], reason_text: reason_text(reason) }
+}
+
+fn view(target: Target, entry: &BlockEntry, now: u64) -> BlockView {
+    let kind = match entry.reason_code {
+        filter_common::reason::RULE => "rule",
+        filter_common::reason::AGGREGATE => "aggregate",
+        _ => "manual",
+    };
+    BlockView {
+        target,
+        reason: reason_string(&entry.reason_text),
+        kind,
+        hits: entry.hits,
+        ttl_remaining_secs: (entry.expires_ns != 0).then(|| entry.expires_ns.saturating_sub(now).div_ceil(1_000_000_000)),
+        expired: !entry.in_force(now),
+    }
+}
+
+impl Filter {
+    /// Opens the pinned maps.
+    pub fn open(pins: &Pins) -> Result<Self, FilterError> {
+        if !pins.loaded() {
+            return Err(FilterError::NotLoaded(pins.layout_dir()));
+        }
+        Ok(Self {
+            exact: open(pins, maps::BLOCK_EXACT)?,
+            prefix: open(pins, maps::BLOCK_PREFIX)?,
+            allow: open(pins, maps::ALLOW)?,
+            counters: open(pins, maps::COUNTERS)?,
+            config: open(pins, maps::CONFIG)?,
+            ports: open(pins, maps::PORTS)?,
+        })
+    }
+
+    /// Writes a block entry for an address (exact map) or prefix (LPM trie).
+    pub fn block(&mut self, target: Target, entry: &BlockEntry) -> Result<(), FilterError> {
+        if target.is_host() {
+            self.exact.insert(&target.key(), entry, 0).map_err(write_err(maps::BLOCK_EXACT, capacity::BLOCK_EXACT))
+        } else {
+            let key = Key::new(target.key_len(), target.key());
+            self.prefix.insert(&key, entry, 0).map_err(write_err(maps::BLOCK_PREFIX, capacity::BLOCK_PREFIX))
+        }
+    }
+
+    /// The block entry stored for exactly this target.
+    pub fn block_entry(&self, target: Target) -> Result<Option<BlockEntry>, FilterError> {
+        let got = if target.is_host() {
+            self.exact.get(&target.key(), 0)
+        } else {
+            self.prefix.get(&Key::new(target.key_len(), target.key()), 0)
+        };
+        match got {
+            Ok(entry) => Ok(Some(entry)),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(map_err("lookup", maps::BLOCK_EXACT)(err)),
+        }
+    }
+
+    /// Removes the block entry of exactly this target; false if there was none.
+    pub fn unblock(&mut self, target: Target) -> Result<bool, FilterError> {
+        let removed = if target.is_host() {
+            self.exact.remove(&target.key())
+        } else {
+            self.prefix.remove(&Key::new(target.key_len(), target.key()))
+        };
+        match removed {
+            Ok(()) => Ok(true),
+            Err(err) if is_missing(&err) => Ok(false),
+            Err(err) => Err(map_err("remove", maps::BLOCK_EXACT)(err)),
+        }
+    }
+
+    /// Every block entry, exact first then prefixes.
+    pub fn blocks(&self) -> Result<Vec<BlockView>, FilterError> {
+        let now = monotonic_ns();
+        let mut out = Vec::new();
+        for item in self.exact.iter() {
+            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_EXACT))?;
+            out.push(view(Target::from_key(key, 128), &entry, now));
+        }
+        for item in self.prefix.iter() {
+            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
+            out.push(view(Target::from_key(key.data(), key.prefix_len()), &entry, now));
+        }
+        Ok(out)
+    }
+
+    /// The block entry in force that covers `ip` (exact first, then longest prefix), if any.
+    pub fn covering_block(&self, ip: IpAddr) -> Result<Option<BlockView>, FilterError> {
+        let now = monotonic_ns();
+        let host = Target::host(ip);
+        if let Some(entry) = self.block_entry(host)? {
+            return Ok(Some(view(host, &entry, now)));
+        }
+        // The kernel's longest-prefix match returns the value only; find its key by listing.
+        let best = self
+            .blocks()?
+            .into_iter()
+            .filter(|b| !b.target.is_host() && b.target.contains(ip))
+            .max_by_key(|b| b.target.len);
+        Ok(best)
+    }
+
+    /// Removes every block entry; returns how many.
+    pub fn flush(&mut self) -> Result<usize, FilterError> {
+        let exact: Vec<Addr> = self.exact.keys().collect::<Result<_, _>>().map_err(map_err("iterate", maps::BLOCK_EXACT))?;
+        for key in &exact {
+            self.exact.remove(key).or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) }).map_err(map_err("remove", maps::BLOCK_EXACT))?;
+        }
+        let prefixes: Vec<Key<Addr>> = self.prefix.keys().collect::<Result<_, _>>().map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
+        for key in &prefixes {
+            self.prefix.remove(key).or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) }).map_err(map_err("remove", maps::BLOCK_PREFIX))?;
+        }
+        Ok(exact.len() + prefixes.len())
+    }
+
+    /// Removes expired block entries; returns the targets removed.
+    pub fn sweep_expired(&mut self) -> Result<Vec<Target>, FilterError> {
+        let now = monotonic_ns();
+        let mut removed = Vec::new();
+        let expired: Vec<Addr> = self
+            .exact
+            .iter()
+            .filter_map(|item| item.ok().filter(|(_, e)| !e.in_force(now)).map(|(k, _)| k))
+            .collect();
+        for key in expired {
+            // Re-check: the entry may have been renewed since the scan.
+            if matches!(self.exact.get(&key, 0), Ok(e) if !e.in_force(now)) && self.exact.remove(&key).is_ok() {
+                removed.push(Target::from_key(key, 128));
+            }
+        }
+        let expired: Vec<Key<Addr>> = self
+            .prefix
+            .iter()
+            .filter_map(|item| item.ok().filter(|(_, e)| !e.in_force(now)).map(|(k, _)| k))
+            .collect();
+        for key in expired {
+            if matches!(self.prefix.get(&key, 0), Ok(e) if !e.in_force(now)) && self.prefix.remove(&key).is_ok() {
+                removed.push(Target::from_key(key.data(), key.prefix_len()));
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Adds an allow entry.
+    pub fn allow(&mut self, target: Target) -> Result<(), FilterError> {
+        let key = Key::new(target.key_len(), target.key());
+        self.allow
+            .insert(&key, &AllowEntry { added_ns: monotonic_ns() }, 0)
+            .map_err(write_err(maps::ALLOW, capacity::ALLOW))
+    }
+
+    /// Removes an allow entry; false if there was none.
+    pub fn disallow(&mut self, target: Target) -> Result<bool, FilterError> {
+        match self.allow.remove(&Key::new(target.key_len(), target.key())) {
+            Ok(()) => Ok(true),
+            Err(err) if is_missing(&err) => Ok(false),
+            Err(err) => Err(map_err("remove", maps::ALLOW)(err)),
+        }
+    }
+
+    /// Every allow entry.
+    pub fn allowed(&self) -> Result<Vec<AllowView>, FilterError> {
+        self.allow
+            .keys()
+            .map(|key| key.map(|k| AllowView { target: Target::from_key(k.data(), k.prefix_len()) }))
+            .collect::<Result<_, _>>()
+            .map_err(map_err("iterate", maps::ALLOW))
+    }
+
+    /// True when `ip` is covered by the allow list.
+    pub fn is_allowed(&self, ip: IpAddr) -> Result<bool, FilterError> {
+        match self.allow.get(&Key::new(128, ip_key(ip)), 0) {
+            Ok(_) => Ok(true),
+            Err(err) if is_missing(&err) => Ok(false),
+            Err(err) => Err(map_err("lookup", maps::ALLOW)(err)),
+        }
+    }
+
+    /// Counters summed over CPUs, indexed by [`counter`].
+    pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], FilterError> {
+        let mut out = [0u64; counter::COUNT as usize];
+        for (index, slot) in (0..counter::COUNT).zip(out.iter_mut()) {
+            let values = self.counters.get(&index, 0).map_err(map_err("read", maps::COUNTERS))?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// Reads a kernel-side setting.
+    pub fn setting(&self, index: u32) -> Result<u32, FilterError> {
+        self.config.get(&index, 0).map_err(map_err("read", maps::CONFIG))
+    }
+
+    /// Writes a kernel-side setting.
+    pub fn set_setting(&mut self, index: u32, value: u32) -> Result<(), FilterError> {
+        self.config.set(index, &value, 0).map_err(map_err("write", maps::CONFIG))
+    }
+
+    /// True in monitor mode.
+    pub fn monitor(&self) -> Result<bool, FilterError> {
+        Ok(self.setting(config::MONITOR)? != 0)
+    }
+
+    /// The protected ports.
+    pub fn ports(&self) -> Result<Vec<u16>, FilterError> {
+        let mut ports: Vec<u16> = self.ports.keys().collect::<Result<_, _>>().map_err(map_err("iterate", maps::PORTS))?;
+        ports.sort_unstable();
+        Ok(ports)
+    }
+
+    /// Replaces the protected ports.
+    pub fn set_ports(&mut self, wanted: &[u16]) -> Result<(), FilterError> {
+        for port in self.ports()? {
+            if !wanted.contains(&port) {
+                self.ports.remove(&port).map_err(map_err("remove", maps::PORTS))?;
+            }
+        }
+        for port in wanted {
+            self.ports.insert(port, &1, 0).map_err(write_err(maps::PORTS, capacity::PORTS))?;
+        }
+        Ok(())
+    }
+
+    /// Number of exact and prefix block entries.
+    pub fn block_counts(&self) -> (usize, usize) {
+        (self.exact.keys().count(), self.prefix.keys().count())
+    }
+
+    /// Number of allow entries.
+    pub fn allow_count(&self) -> usize {
+        self.allow.keys().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_text_round_trip_and_truncation() {
+        assert_eq!(reason_string(&reason_text("api-flood")), "api-flood");
+        let long = "é".repeat(40);
+        let stored = reason_string(&reason_text(&long));
+        assert_eq!(stored, "é".repeat(16));
+    }
+
+    #[test]
+    fn block_entry_expiry() {
+        let e = block_entry(Some(Duration::from_secs(60)), filter_common::reason::MANUAL, "x");
+        assert!(e.in_force(monotonic_ns()));
+        assert!(!e.in_force(e.expires_ns));
+        let forever = block_entry(None, filter_common::reason::MANUAL, "x");
+        assert_eq!(forever.expires_ns, 0);
+        assert!(forever.in_force(u64::MAX));
+    }
+}

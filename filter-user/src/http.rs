@@ -1,0 +1,159 @@
+//! Decoding ring-buffer samples and parsing the HTTP request start they carry (request line,
+//! Host, User-Agent) with `httparse`. A sample may be cut mid-header: what is complete is used.
+
+use std::net::IpAddr;
+
+use filter_common::{SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample};
+
+use crate::target::canonical;
+
+/// A decoded sample.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleRecord {
+    /// Kernel timestamp (`CLOCK_MONOTONIC` ns).
+    pub ktime_ns: u64,
+    /// Client address.
+    pub src: IpAddr,
+    /// Client port.
+    pub sport: u16,
+    /// Server port.
+    pub dport: u16,
+    /// Request starts this sample stands for (the 1-in-N factor).
+    pub weight: u32,
+    /// Valid payload bytes.
+    pub captured_len: usize,
+    /// Payload prefix.
+    pub payload: [u8; SAMPLE_PAYLOAD_MAX],
+}
+
+impl SampleRecord {
+    /// Decodes raw ring-buffer bytes; `None` when too short to be a sample.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < size_of::<Sample>() {
+            return None;
+        }
+        // SAFETY: the length was checked; `Sample` is a plain repr(C) struct valid for every bit
+        // pattern, read unaligned from the ring-buffer bytes.
+        let raw: Sample = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let src = if raw.flags & SAMPLE_FLAG_V6 != 0 { IpAddr::from(raw.saddr) } else { canonical(IpAddr::from(raw.saddr)) };
+        Some(Self {
+            ktime_ns: raw.ktime_ns,
+            src,
+            sport: raw.sport,
+            dport: raw.dport,
+            weight: raw.sample_every.max(1),
+            captured_len: usize::from(raw.captured_len).min(SAMPLE_PAYLOAD_MAX),
+            payload: raw.payload,
+        })
+    }
+
+    /// The captured payload.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.payload[..self.captured_len]
+    }
+}
+
+/// The parts of a request start the rules look at, borrowed from a scratch buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestStart<'a> {
+    /// Method token.
+    pub method: &'a str,
+    /// Request target (path).
+    pub path: &'a str,
+    /// Host header, if complete in the sample.
+    pub host: Option<&'a str>,
+    /// User-Agent header, if complete in the sample.
+    pub user_agent: Option<&'a str>,
+}
+
+/// Parses a request start. `scratch` must hold the payload plus two bytes; a header cut off
+/// by the sample's end is ignored, complete lines are used. `None` when not even the request
+/// line is complete and valid.
+pub fn parse_request<'a>(payload: &[u8], scratch: &'a mut [u8; SAMPLE_PAYLOAD_MAX + 2]) -> Option<RequestStart<'a>> {
+    // Keep complete lines only, and terminate the head so httparse sees a complete request.
+    let end = payload.windows(2).rposition(|w| w == b"\r\n")? + 2;
+    scratch[..end].copy_from_slice(&payload[..end]);
+    let head_end = if payload[..end].windows(4).any(|w| w == b"\r\n\r\n") {
+        end
+    } else {
+        scratch[end..end + 2].copy_from_slice(b"\r\n");
+        end + 2
+    };
+    let scratch: &'a [u8] = &scratch[..head_end];
+    let mut headers = [httparse::EMPTY_HEADER; 24];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(scratch) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // Too many headers: the request line is still there; use it.
+        Err(httparse::Error::TooManyHeaders) => return parse_request_line(scratch),
+        _ => return None,
+    }
+    let mut host = None;
+    let mut user_agent = None;
+    for h in request.headers.iter() {
+        if h.name.eq_ignore_ascii_case("host") {
+            host = std::str::from_utf8(h.value).ok();
+        } else if h.name.eq_ignore_ascii_case("user-agent") {
+            user_agent = std::str::from_utf8(h.value).ok();
+        }
+    }
+    Some(RequestStart { method: request.method?, path: request.path?, host, user_agent })
+}
+
+fn parse_request_line(head: &[u8]) -> Option<RequestStart<'_>> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim_end();
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next()?, parts.next()?);
+    Some(RequestStart { method, path, host: None, user_agent: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &[u8]) -> Option<(String, String, Option<String>, Option<String>)> {
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
+        parse_request(text, &mut scratch).map(|r| {
+            (r.method.to_owned(), r.path.to_owned(), r.host.map(str::to_owned), r.user_agent.map(str::to_owned))
+        })
+    }
+
+    #[test]
+    fn complete_request() {
+        let r = parse(b"GET /api/login HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8\r\n\r\n").unwrap();
+        assert_eq!(r, ("GET".into(), "/api/login".into(), Some("shop.example".into()), Some("curl/8".into())));
+    }
+
+    #[test]
+    fn cut_mid_header_keeps_complete_lines() {
+        let r = parse(b"POST /checkout HTTP/1.1\r\nHost: a.example\r\nUser-Ag").unwrap();
+        assert_eq!(r, ("POST".into(), "/checkout".into(), Some("a.example".into()), None));
+        let r = parse(b"GET / HTTP/1.1\r\n").unwrap();
+        assert_eq!(r.1, "/");
+    }
+
+    #[test]
+    fn garbage_is_none_not_a_panic() {
+        for bad in [&b""[..], b"GET", b"\r\n", b"GET /x", b"\x00\xff\r\n\r\n", b"GET /\xff HTTP/1.1\r\n"] {
+            let _ = parse(bad);
+        }
+        assert!(parse(b"GET /x").is_none());
+        assert!(parse(&[b'A'; 256]).is_none());
+    }
+
+    #[test]
+    fn decode_rejects_short_records() {
+        assert!(SampleRecord::decode(&[0u8; 10]).is_none());
+        let mut raw = vec![0u8; size_of::<Sample>()];
+        raw[8 + 10] = 0xff;
+        raw[8 + 11] = 0xff;
+        raw[8 + 12..8 + 16].copy_from_slice(&[198, 18, 0, 5]);
+        raw[48] = 0; // captured_len low byte stays 0
+        let rec = SampleRecord::decode(&raw).unwrap();
+        assert_eq!(rec.src, "198.18.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(rec.weight, 1);
+    }
+}

@@ -1,0 +1,69 @@
+//! Prometheus metrics: names, descriptions, and the exporter. Everything goes through the
+//! `metrics` facade; the daemon updates kernel-side figures once per second.
+
+use std::net::SocketAddr;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Packets by XDP outcome (label `outcome`).
+pub const PACKETS: &str = "floodgate_packets_total";
+/// Request starts seen by XDP.
+pub const REQUEST_STARTS: &str = "floodgate_request_starts_total";
+/// Samples by fate (label `fate`: taken, lost, unverified).
+pub const SAMPLES: &str = "floodgate_samples_total";
+/// Current 1-in-N sampling factor.
+pub const SAMPLE_EVERY: &str = "floodgate_sample_every";
+/// Active block entries (label `kind`: exact, prefix).
+pub const ACTIVE_BLOCKS: &str = "floodgate_active_blocks";
+/// Decisions by rule (label `rule`, `action`).
+pub const DECISIONS: &str = "floodgate_decisions_total";
+/// Seconds from the sample that crossed a threshold to the block being written.
+pub const DETECTION_LATENCY: &str = "floodgate_detection_latency_seconds";
+/// Tracked rate keys.
+pub const TRACKED: &str = "floodgate_tracked_clients";
+/// Bytes of rate state per tracked key.
+pub const TRACKED_BYTES_PER_KEY: &str = "floodgate_tracked_bytes_per_client";
+/// Resident memory of the daemon.
+pub const MEMORY: &str = "floodgate_daemon_resident_bytes";
+/// Expired entries removed by the sweep.
+pub const EXPIRED: &str = "floodgate_expired_blocks_total";
+/// Samples processed by the detector.
+pub const DETECTOR_SAMPLES: &str = "floodgate_detector_samples_total";
+/// Failed map writes of decisions.
+pub const WRITE_FAILURES: &str = "floodgate_decision_write_failures_total";
+
+/// Installs the exporter on `listen` (inside the running tokio runtime) and describes metrics.
+pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(listen)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(DETECTION_LATENCY.into()),
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+        )?
+        .install()
+        .map_err(|e| anyhow::anyhow!("metrics exporter on {listen}: {e}"))?;
+    describe_counter!(PACKETS, Unit::Count, "Packets by XDP outcome");
+    describe_counter!(REQUEST_STARTS, Unit::Count, "HTTP request starts seen by XDP");
+    describe_counter!(SAMPLES, Unit::Count, "Request-start samples by fate");
+    describe_gauge!(SAMPLE_EVERY, "Current 1-in-N sampling factor");
+    describe_gauge!(ACTIVE_BLOCKS, Unit::Count, "Block entries in the maps");
+    describe_counter!(DECISIONS, Unit::Count, "Detection decisions by rule");
+    describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "Threshold crossing to block written");
+    describe_gauge!(TRACKED, Unit::Count, "Rate keys tracked");
+    describe_gauge!(TRACKED_BYTES_PER_KEY, Unit::Bytes, "Bytes of rate state per tracked key");
+    describe_gauge!(MEMORY, Unit::Bytes, "Resident memory of the daemon");
+    describe_counter!(EXPIRED, Unit::Count, "Expired block entries removed");
+    describe_counter!(DETECTOR_SAMPLES, Unit::Count, "Samples processed by the detector");
+    describe_counter!(WRITE_FAILURES, Unit::Count, "Decisions that could not be written");
+    Ok(())
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+#[must_use]
+pub fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .unwrap_or(0);
+    pages * 4096
+}
