@@ -1,1 +1,98 @@
-fn main(){}
+//! Orchestration for Floodgate: `cargo xtask setup | build | run | test | bench | loadtest |
+//! package`. Every command first installs what it needs (see `setup`).
+
+mod setup;
+
+use std::process::Command;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Floodgate's build, test and benchmark tasks.
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install packages, rust-src, bpf-linker and mount bpffs.
+    Setup,
+    /// Build the workspace (release).
+    Build,
+    /// Build and run the daemon: `cargo xtask run -- --iface eth0` (arguments go to `floodgate run`).
+    Run {
+        /// Arguments for `floodgate run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the whole test suite (unit, verdict, end-to-end, service, package).
+    Test,
+    /// Run a benchmark and write its results under bench-results/.
+    Bench {
+        /// verdict (per-packet cost) or detect (daemon pipeline).
+        which: Bench,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Bench {
+    Verdict,
+    Detect,
+}
+
+fn cargo(env: &setup::Env) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.env("PATH", env.path());
+    cmd
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup => setup::setup(true).map(|_| ()),
+        Task::Build => {
+            let env = setup::setup(false)?;
+            setup::run(cargo(&env).args(["build", "--release", "--workspace"]))
+        }
+        Task::Run { args } => {
+            let env = setup::setup(true)?;
+            eprintln!("==> building floodgate (release)");
+            setup::run(cargo(&env).args(["build", "--release", "-p", "filter-user"]))?;
+            eprintln!("==> floodgate run {}", args.join(" "));
+            setup::run(Command::new("target/release/floodgate").arg("run").args(args))
+        }
+        Task::Test => test(),
+        Task::Bench { which } => {
+            let env = setup::setup(true)?;
+            let bin = match which {
+                Bench::Verdict => "bench-verdict",
+                Bench::Detect => "bench-detect",
+            };
+            setup::run(cargo(&env).args(["build", "--release", "-p", "filter-user", "-p", "floodgate-tests"]))?;
+            setup::run(
+                cargo(&env)
+                    .args(["run", "--release", "-q", "-p", "floodgate-tests", "--bin", bin])
+                    .env("FLOODGATE_BIN", std::path::absolute("target/release/floodgate")?),
+            )
+        }
+    }
+}
+
+fn test() -> Result<()> {
+    let started = std::time::Instant::now();
+    let env = setup::setup(true)?;
+    eprintln!("==> building the workspace");
+    setup::run(cargo(&env).args(["build", "--workspace", "--all-targets"]))?;
+    eprintln!("==> unit tests");
+    setup::run(cargo(&env).args(["test", "--workspace", "--exclude", "filter-ebpf", "--exclude", "floodgate-tests"]))?;
+    eprintln!("==> kernel, end-to-end and service tests (root; one at a time)");
+    setup::run(
+        cargo(&env)
+            .args(["test", "-p", "floodgate-tests", "--", "--test-threads=1"])
+            .env("FLOODGATE_BIN", std::path::absolute("target/debug/floodgate")?),
+    )?;
+    eprintln!("==> all tests passed in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
