@@ -1,0 +1,51 @@
+//! The Floodgate program loaded into a temporary pin root, run through `BPF_PROG_TEST_RUN`.
+
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
+use aya_obj::programs::XdpAttachType;
+use filter_common::counter;
+use filter_user::filter::Filter;
+
+use crate::TempPins;
+
+/// XDP verdicts.
+pub const XDP_DROP: u32 = 1;
+/// XDP verdicts.
+pub const XDP_PASS: u32 = 2;
+
+/// The program and its maps, loaded and pinned under a temporary root (no interface).
+pub struct LoadedFilter {
+    /// Map operations (the same code the CLI uses).
+    pub filter: Filter,
+    /// The program.
+    pub program: Xdp,
+    /// Keeps the pins alive; removes them on drop.
+    pub pins: TempPins,
+}
+
+impl LoadedFilter {
+    /// Loads the embedded program into a fresh pin root.
+    #[must_use]
+    pub fn load() -> Self {
+        let pins = TempPins::new();
+        {
+            let _lock = pins.pins.lock().expect("lock pins");
+            filter_user::attach::ensure_loaded(&pins.pins).expect("load the XDP program (verifier)");
+        }
+        let program = Xdp::from_pin(pins.pins.program(), XdpAttachType::Interface).expect("open pinned program");
+        let filter = Filter::open(&pins.pins).expect("open pinned maps");
+        Self { filter, program, pins }
+    }
+
+    /// Runs one packet; returns the verdict.
+    pub fn run(&mut self, packet: &[u8]) -> Result<u32, aya::programs::ProgramError> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(packet);
+        Ok(self.program.test_run(opts)?.return_value)
+    }
+
+    /// Counters summed over CPUs.
+    #[must_use]
+    pub fn counters(&self) -> [u64; counter::COUNT as usize] {
+        self.filter.counters().expect("read counters")
+    }
+}

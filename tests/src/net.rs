@@ -1,0 +1,241 @@
+//! Network testbeds: namespaces joined by a veth pair (198.18.0.0/15 and 2001:2::/48 only), a
+//! real nginx in the server namespace, curl and wrk in the client namespace, and the real
+//! daemon attached to the server side. Everything is removed on drop.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+
+use crate::{ChildGuard, TempPins, floodgate_bin, unique, wait_until};
+
+/// Server addresses.
+pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Server addresses.
+pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+/// The client's primary addresses.
+pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The client's primary addresses.
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+
+/// Runs `args` in the host namespace, panicking with stderr on failure.
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A network namespace, deleted on drop (which also deletes its veth ends).
+pub struct NetNs {
+    /// Its name (under /run/netns).
+    pub name: String,
+}
+
+impl NetNs {
+    /// Creates a namespace with loopback up.
+    #[must_use]
+    pub fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Self { name };
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// A command that runs inside the namespace. `nsenter --net` keeps /sys (and the pins).
+    #[must_use]
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
+        cmd
+    }
+
+    /// Runs `args` inside, panicking on failure.
+    pub fn run(&self, args: &[&str]) {
+        let out = self.cmd(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(out.status.success(), "in {}: {args:?} failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// A server and a client namespace joined by a veth pair.
+pub struct Testbed {
+    /// Client side (declared first: dropped first).
+    pub client: NetNs,
+    /// Server side: nginx and the XDP program live here.
+    pub server: NetNs,
+    /// The server's veth end (XDP attaches here).
+    pub server_if: String,
+    /// The client's veth end.
+    pub client_if: String,
+}
+
+impl Testbed {
+    /// Creates both namespaces and the link, with the primary addresses.
+    #[must_use]
+    pub fn new() -> Self {
+        crate::require_root();
+        let server = NetNs::new("fgs");
+        let client = NetNs::new("fgc");
+        let server_if = unique("fgv");
+        let client_if = format!("{server_if}c");
+        sh(&["ip", "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer", "name", &client_if, "netns", &client.name]);
+        server.run(&["ip", "addr", "add", "198.18.0.1/16", "dev", &server_if]);
+        server.run(&["ip", "-6", "addr", "add", "2001:2::1/48", "dev", &server_if, "nodad"]);
+        server.run(&["ip", "link", "set", &server_if, "up"]);
+        client.run(&["ip", "addr", "add", "198.18.0.2/16", "dev", &client_if]);
+        client.run(&["ip", "-6", "addr", "add", "2001:2::2/48", "dev", &client_if, "nodad"]);
+        client.run(&["ip", "link", "set", &client_if, "up"]);
+        Self { client, server, server_if, client_if }
+    }
+
+    /// Adds source addresses to the client end (198.18.0.0/16 or 2001:2::/48).
+    pub fn add_client_addrs(&self, addrs: &[IpAddr]) {
+        for addr in addrs {
+            let (flag, cidr) = match addr {
+                IpAddr::V4(a) => ("-4", format!("{a}/16")),
+                IpAddr::V6(a) => ("-6", format!("{a}/48")),
+            };
+            let mut args = vec!["ip", flag, "addr", "add", &cidr, "dev", &self.client_if];
+            if addr.is_ipv6() {
+                args.push("nodad");
+            }
+            self.client.run(&args);
+        }
+    }
+
+    /// Starts nginx in the server namespace answering 200 "ok" on port 80 (v4 and v6).
+    #[must_use]
+    pub fn start_nginx(&self) -> Nginx {
+        let dir = std::env::temp_dir().join(unique("fg-nginx-"));
+        std::fs::create_dir_all(&dir).expect("nginx dir");
+        let conf = dir.join("nginx.conf");
+        let d = dir.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 8192; }}\n\
+                 http {{ access_log off; keepalive_requests 100000;\n\
+                   client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
+                   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+                   server {{ listen {SERVER_V4}:80 backlog=4096; listen [{SERVER_V6}]:80 backlog=4096;\n\
+                     location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+            ),
+        )
+        .expect("write nginx.conf");
+        let process = ChildGuard::spawn(&unique("nginx"), self.server.cmd("nginx").arg("-c").arg(&conf));
+        let nginx = Nginx { _process: process, dir };
+        assert!(
+            wait_until(Duration::from_secs(10), || self.get(CLIENT_V4.into(), SERVER_V4.into()) == 200),
+            "nginx did not answer in the server namespace"
+        );
+        nginx
+    }
+
+    /// One HTTP GET from `src` (a client address) to `dst`; the status, or 0 on failure.
+    #[must_use]
+    pub fn get(&self, src: IpAddr, dst: IpAddr) -> u16 {
+        self.get_timeout(src, dst, Duration::from_secs(2))
+    }
+
+    /// Like [`Testbed::get`] with a timeout.
+    #[must_use]
+    pub fn get_timeout(&self, src: IpAddr, dst: IpAddr, timeout: Duration) -> u16 {
+        let url = match dst {
+            IpAddr::V4(a) => format!("http://{a}/"),
+            IpAddr::V6(a) => format!("http://[{a}]/"),
+        };
+        let out = self
+            .client
+            .cmd("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time"])
+            .arg(format!("{:.1}", timeout.as_secs_f64()))
+            .arg("--interface")
+            .arg(src.to_string())
+            .arg(&url)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    }
+
+    /// Starts the daemon in the server namespace on the server's veth with `config` (TOML).
+    #[must_use]
+    pub fn start_daemon(&self, pins: &TempPins, config: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(unique("fg-daemon-"));
+        std::fs::create_dir_all(&dir).expect("daemon dir");
+        let config_path = dir.join("floodgate.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let socket = dir.join("control.sock");
+        let mut process = ChildGuard::spawn(
+            &unique("floodgate"),
+            self.server
+                .cmd(floodgate_bin().to_str().expect("utf-8 path"))
+                .args(["run", "--iface", &self.server_if, "--config"])
+                .arg(&config_path)
+                .arg("--control-socket")
+                .arg(&socket)
+                .env("FLOODGATE_PIN_ROOT", pins.root())
+                .env("RUST_LOG", "info"),
+        );
+        process.wait_for_log("ready: protecting", Duration::from_secs(20));
+        Daemon { process, dir, socket, config_path }
+    }
+}
+
+impl Default for Testbed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running nginx.
+pub struct Nginx {
+    _process: ChildGuard,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The process.
+    pub process: ChildGuard,
+    /// Its temp dir.
+    pub dir: PathBuf,
+    /// Control socket.
+    pub socket: PathBuf,
+    /// The configuration file it runs with.
+    pub config_path: PathBuf,
+}
+
+impl Daemon {
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        self.process.signal(libc::SIGTERM);
+        let status = self.process.wait_exit(Duration::from_secs(10)).expect("daemon exits on SIGTERM");
+        assert!(status.success(), "daemon exit status {status}:\n{}", self.process.log());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A minimal configuration for tests: no metrics listener unless given.
+#[must_use]
+pub fn test_config(extra: &str) -> String {
+    format!("[metrics]\nlisten = \"off\"\n{extra}")
+}
