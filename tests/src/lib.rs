@@ -85,7 +85,6 @@ pub fn floodgate(pins: &TempPins, args: &[&str]) -> Output {
 }
 
 /// Like [`floodgate`], asserting success; returns stdout.
-#[must_use]
 pub fn floodgate_ok(pins: &TempPins, args: &[&str]) -> String {
     let out = floodgate(pins, args);
     assert!(out.status.success(), "floodgate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
