@@ -105,7 +105,8 @@ impl ChildGuard {
     pub fn spawn(name: &str, cmd: &mut Command) -> Self {
         let log = log_path(name);
         let file = std::fs::File::create(&log).expect("create log");
-        let child = cmd
+        // Its own process group, so that drop also kills what it forked (nginx workers).
+        let child = std::os::unix::process::CommandExt::process_group(cmd, 0)
             .stdout(Stdio::from(file.try_clone().expect("dup log")))
             .stderr(Stdio::from(file))
             .spawn()
@@ -159,6 +160,8 @@ fn log_path(name: &str) -> PathBuf {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        // SAFETY: kill on the process group this guard created.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
