@@ -72,7 +72,7 @@ pub mod counter {
     pub const DROPPED_PREFIX: u32 = 2;
     /// Monitor mode: a block entry matched, the packet was passed.
     pub const WOULD_DROP: u32 = 3;
-    /// Source is on the allow list: passed without consulting the block maps.
+    /// A block entry matched but the source is on the allow list: passed (the allow list wins).
     pub const ALLOWED: u32 = 4;
     /// IP packet the parser could not follow (truncated, unknown extension chain): passed.
     pub const NOT_PARSED: u32 = 5;

@@ -73,56 +73,63 @@ fn config_value(index: u32) -> u32 {
     CONFIG.get(index).copied().unwrap_or(0)
 }
 
-/// True when `entry` drops now; then its hit counter is incremented.
+/// True when `entry` is in force now (not expired).
 #[inline(always)]
 fn in_force(entry: *const BlockEntry) -> bool {
     // SAFETY: `entry` points at a live map value (kept valid by RCU for this run).
     let expires_ns = unsafe { (*entry).expires_ns };
     // SAFETY: a helper without arguments.
-    if expires_ns != 0 && unsafe { bpf_ktime_get_ns() } >= expires_ns {
-        return false;
-    }
-    // SAFETY: as above. The value is shared between CPUs, so the 8-byte aligned hit counter is
-    // updated with an atomic add; map values are writable kernel memory.
+    expires_ns == 0 || unsafe { bpf_ktime_get_ns() } < expires_ns
+}
+
+/// Counts a packet against the entry that matched it.
+#[inline(always)]
+fn hit(entry: *const BlockEntry) {
+    // SAFETY: `entry` points at a live map value. It is shared between CPUs, so the 8-byte
+    // aligned hit counter is updated with an atomic add; map values are writable memory.
     unsafe {
         atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>((&raw const (*entry).hits).cast_mut(), 1)
     };
-    true
 }
 
+/// Verdict order: allow list → exact block → prefix block → PASS. The allow list is only
+/// consulted once a block entry matched: the result is the same, and the common pass path
+/// saves an LPM lookup.
 #[inline(always)]
 fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
     let Ok(saddr) = packet.saddr(ctx) else {
         return pass(counter::NOT_PARSED);
     };
     let host = Key::new(128, saddr);
-    if ALLOW.get(&host).is_some() {
-        return pass(counter::ALLOWED);
-    }
     let mut expired = false;
-    let mut drop_counter = None;
+    let mut matched = None;
     if let Some(entry) = BLOCK_EXACT.get_ptr(&saddr) {
         if in_force(entry) {
-            drop_counter = Some(counter::DROPPED_EXACT);
+            matched = Some((counter::DROPPED_EXACT, entry));
         } else {
             expired = true;
         }
     }
-    if drop_counter.is_none()
+    if matched.is_none()
         && let Some(entry) = BLOCK_PREFIX.get(&host)
     {
+        let entry: *const BlockEntry = entry;
         if in_force(entry) {
-            drop_counter = Some(counter::DROPPED_PREFIX);
+            matched = Some((counter::DROPPED_PREFIX, entry));
         } else {
             expired = true;
         }
     }
-    match drop_counter {
-        Some(index) if config_value(config::MONITOR) == 0 => {
-            count(index);
-            return xdp_action::XDP_DROP;
+    match matched {
+        Some(_) if ALLOW.get(&host).is_some() => return pass(counter::ALLOWED),
+        Some((index, entry)) => {
+            hit(entry);
+            if config_value(config::MONITOR) == 0 {
+                count(index);
+                return xdp_action::XDP_DROP;
+            }
+            count(counter::WOULD_DROP);
         }
-        Some(_) => count(counter::WOULD_DROP),
         None => {
             if expired {
                 count(counter::EXPIRED);
