@@ -239,13 +239,14 @@ impl Daemon {
         let latency = monotonic_ns().saturating_sub(d.crossed_ns) as f64 / 1e9;
         metrics::histogram!(m::DETECTION_LATENCY).record(latency);
         log::info!(
-            "block {} rule={} rate={:.0}/s threshold={:.0}/s ttl={} offence={}{}",
+            "block {} rule={} rate={:.0}/s threshold={:.0}/s ttl={} offence={} latency={:.0}ms{}",
             d.target,
             d.rule,
             d.rate,
             d.threshold,
             format_duration(d.ttl),
             d.offence,
+            latency * 1000.0,
             if d.aggregate { " (prefix aggregated from blocked members)" } else { "" }
         );
     }

@@ -59,6 +59,8 @@ pub struct BlockView {
     pub ttl_remaining_secs: Option<u64>,
     /// True when the entry has expired (it no longer drops; the sweep removes it).
     pub expired: bool,
+    /// `CLOCK_MONOTONIC` ns at which the entry was written.
+    pub added_ns: u64,
 }
 
 /// An allow entry as listed.
@@ -143,6 +145,7 @@ fn view(target: Target, entry: &BlockEntry, now: u64) -> BlockView {
         hits: entry.hits,
         ttl_remaining_secs: (entry.expires_ns != 0).then(|| entry.expires_ns.saturating_sub(now).div_ceil(1_000_000_000)),
         expired: !entry.in_force(now),
+        added_ns: entry.added_ns,
     }
 }
 

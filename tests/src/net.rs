@@ -239,3 +239,47 @@ impl Drop for Daemon {
 pub fn test_config(extra: &str) -> String {
     format!("[metrics]\nlisten = \"off\"\n{extra}")
 }
+
+/// Index of an interface in the calling namespace.
+#[must_use]
+pub fn ifindex(name: &str) -> i32 {
+    let c = std::ffi::CString::new(name).expect("interface name");
+    // SAFETY: a valid NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert!(index > 0, "no interface {name}");
+    index as i32
+}
+
+impl Testbed {
+    /// The MAC address of the server's veth end.
+    #[must_use]
+    pub fn server_mac(&self) -> String {
+        let out = self.server.cmd("ip").args(["-j", "link", "show", &self.server_if]).output().expect("ip link");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        v[0]["address"].as_str().expect("mac").to_owned()
+    }
+
+    /// Compiles the round-robin source-binding shim (LD_PRELOAD) for wrk; returns its path.
+    #[must_use]
+    pub fn build_shim() -> PathBuf {
+        let out = std::env::temp_dir().join(unique("fg-shim-")).with_extension("so");
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shim/bind_round_robin.c");
+        sh(&["gcc", "-O2", "-shared", "-fPIC", "-o", out.to_str().expect("path"), src.to_str().expect("path"), "-ldl", "-lpthread"]);
+        out
+    }
+
+    /// Runs wrk in the client namespace from `sources` (round robin) against `url` for
+    /// `duration` with `connections`; bounded by wrk's own duration. Returns the child.
+    #[must_use]
+    pub fn start_wrk(&self, shim: &std::path::Path, sources: &[IpAddr], url: &str, duration: Duration, connections: u32) -> ChildGuard {
+        let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        ChildGuard::spawn(
+            &unique("wrk"),
+            self.client
+                .cmd("wrk")
+                .args(["-t", "1", "-c", &connections.to_string(), "-d", &format!("{}s", duration.as_secs().max(1)), "--timeout", "1s", url])
+                .env("LD_PRELOAD", shim)
+                .env("FG_SOURCES", list.join(",")),
+        )
+    }
+}
