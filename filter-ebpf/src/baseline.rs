@@ -2,16 +2,40 @@
 //! (`cargo xtask bench verdict`):
 //! - `baseline_empty` returns PASS and touches nothing: the harness cost;
 //! - `baseline_hash_drop` is the minimal "exact-hash lookup then drop" filter: Ethernet (no
-//!   VLAN), IPv4 or IPv6 source into the same 16-byte key, one hash lookup, DROP on a hit.
+//!   VLAN), IPv4 or IPv6 source into the same 16-byte key, one hash lookup, DROP on a hit;
+//! - `baseline_count_per_source` counts every packet per source exactly in an LRU per-CPU
+//!   hash: the alternative to sampling request starts, measured by `bench detect`.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::{map, xdp}, maps::HashMap, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{HashMap, LruPerCpuHashMap},
+    programs::XdpContext,
+};
 use filter_common::{Addr, capacity, v4_mapped};
 use filter_ebpf::parse::ptr_at;
 
 #[map(name = "BASE_BLOCK")]
 static BASE_BLOCK: HashMap<Addr, u64> = HashMap::with_max_entries(capacity::BLOCK_EXACT, 0);
+
+#[map(name = "BASE_COUNTS")]
+static BASE_COUNTS: LruPerCpuHashMap<Addr, u64> = LruPerCpuHashMap::with_max_entries(1 << 20, 0);
+
+#[xdp]
+pub fn baseline_count_per_source(ctx: XdpContext) -> u32 {
+    if let Some(saddr) = source(&ctx) {
+        match BASE_COUNTS.get_ptr_mut(&saddr) {
+            // SAFETY: this CPU's own copy of the value.
+            Some(count) => unsafe { *count += 1 },
+            None => {
+                let _ = BASE_COUNTS.insert(&saddr, &1, 0);
+            }
+        }
+    }
+    xdp_action::XDP_PASS
+}
 
 #[xdp]
 pub fn baseline_empty(_ctx: XdpContext) -> u32 {

@@ -22,6 +22,8 @@ use crate::{
 const TOP_CAPACITY: usize = 256;
 /// Paths kept per talker.
 const TOP_PATHS: usize = 4;
+/// Share of a rule's threshold from which a source counts as a talker for `top`.
+const TOP_MIN_SHARE: f64 = 0.1;
 
 /// A decision to block (or, for monitor rules, to report) a target.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -137,8 +139,8 @@ impl Detector {
             self.stats.unparsed += 1;
             return Vec::new();
         };
-        self.note_talker(sample, request.path);
         let mut decisions = Vec::new();
+        let mut heaviest = 0.0f64;
         let rules = std::mem::take(&mut self.rules);
         for (index, rule) in rules.iter().enumerate() {
             if !matches(rule, &request) {
@@ -156,6 +158,7 @@ impl Detector {
             let key = RateKey { addr: target.key(), sub, rule: index as u8 };
             let window_ns = rule.window.as_nanos() as u64;
             let estimate = self.table.observe(&key, sample.ktime_ns, window_ns, sample.weight);
+            heaviest = heaviest.max(estimate.rate / rule.threshold_rps);
             if estimate.rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
                 continue;
             }
@@ -177,6 +180,11 @@ impl Detector {
             });
         }
         self.rules = rules;
+        // Only heavy talkers (≥ 10 % of a threshold) are tracked for `top`: light clients cost
+        // nothing here, and a flood of distinct sources cannot churn the table.
+        if heaviest >= TOP_MIN_SHARE {
+            self.note_talker(sample, request.path);
+        }
         let aggregated: Vec<Decision> = decisions.iter().filter(|d| d.block && d.target.is_host()).filter_map(|d| self.aggregate(d)).collect();
         decisions.extend(aggregated);
         decisions

@@ -1,0 +1,123 @@
+//! Test and benchmark load tool: one thread per source address, each holding a keep-alive
+//! HTTP/1.1 connection bound to that source and sending GETs at a fixed rate. Prints one JSON
+//! line per source: requests answered, the CLOCK_MONOTONIC time of the request that took the
+//! source over `--threshold` requests in its first second, and when its connection stalled.
+//! Bounded by `--seconds` (at most 60) and `--rate` (at most 10,000 per source).
+//!
+//! Usage: loadgen DST_IP:PORT RATE SECONDS THRESHOLD SRC_IP...
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream},
+    os::fd::FromRawFd as _,
+    time::{Duration, Instant},
+};
+
+use filter_user::clock::monotonic_ns;
+
+fn connect_from(src: IpAddr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    let (family, src_sa, dst_sa, len) = match (src, dst) {
+        (IpAddr::V4(s), SocketAddr::V4(d)) => {
+            let mut a: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut b: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
+            unsafe {
+                let a4 = &mut *(&raw mut a).cast::<libc::sockaddr_in>();
+                a4.sin_family = libc::AF_INET as u16;
+                a4.sin_addr.s_addr = u32::from_ne_bytes(s.octets());
+                let b4 = &mut *(&raw mut b).cast::<libc::sockaddr_in>();
+                b4.sin_family = libc::AF_INET as u16;
+                b4.sin_port = d.port().to_be();
+                b4.sin_addr.s_addr = u32::from_ne_bytes(d.ip().octets());
+            }
+            (libc::AF_INET, a, b, size_of::<libc::sockaddr_in>())
+        }
+        (IpAddr::V6(s), SocketAddr::V6(d)) => {
+            let mut a: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut b: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
+            unsafe {
+                let a6 = &mut *(&raw mut a).cast::<libc::sockaddr_in6>();
+                a6.sin6_family = libc::AF_INET6 as u16;
+                a6.sin6_addr.s6_addr = s.octets();
+                let b6 = &mut *(&raw mut b).cast::<libc::sockaddr_in6>();
+                b6.sin6_family = libc::AF_INET6 as u16;
+                b6.sin6_port = d.port().to_be();
+                b6.sin6_addr.s6_addr = d.ip().octets();
+            }
+            (libc::AF_INET6, a, b, size_of::<libc::sockaddr_in6>())
+        }
+        _ => return Err(std::io::Error::other("address families differ")),
+    };
+    // SAFETY: socket/bind/connect on a fresh fd with correctly sized addresses; the fd is
+    // handed to TcpStream, which closes it.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        if libc::bind(fd, (&raw const src_sa).cast(), len as u32) != 0 || libc::connect(fd, (&raw const dst_sa).cast(), len as u32) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    assert!(args.len() >= 6, "usage: loadgen DST_IP:PORT RATE SECONDS THRESHOLD SRC_IP...");
+    let dst: SocketAddr = args[1].parse().expect("DST_IP:PORT");
+    let rate: u32 = args[2].parse().expect("RATE");
+    let seconds: u64 = args[3].parse().expect("SECONDS");
+    let threshold: u32 = args[4].parse().expect("THRESHOLD");
+    assert!(rate > 0 && rate <= 10_000 && seconds <= 60, "bounded: rate ≤ 10000/s per source, ≤ 60 s");
+    let sources: Vec<IpAddr> = args[5..].iter().map(|a| a.parse().expect("SRC_IP")).collect();
+    let handles: Vec<_> = sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, src)| {
+            std::thread::spawn(move || {
+                // Stagger starts so sources cross their thresholds at different moments.
+                std::thread::sleep(Duration::from_millis(20 * i as u64));
+                let mut answered = 0u32;
+                let mut cross_ns = 0u64;
+                let mut stalled_ns = 0u64;
+                let end = Instant::now() + Duration::from_secs(seconds);
+                let request = format!("GET /bench/{i} HTTP/1.1\r\nHost: bench\r\nUser-Agent: loadgen\r\n\r\n");
+                let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+                let started = Instant::now();
+                let mut sent = 0u32;
+                if let Ok(mut stream) = connect_from(src, dst) {
+                    stream.set_read_timeout(Some(Duration::from_millis(500))).ok();
+                    let mut buf = [0u8; 4096];
+                    while Instant::now() < end {
+                        let due = started + interval * sent;
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        sent += 1;
+                        if sent == threshold + 1 && started.elapsed() < Duration::from_secs(1) {
+                            cross_ns = monotonic_ns();
+                        }
+                        if stream.write_all(request.as_bytes()).is_err() {
+                            stalled_ns = monotonic_ns();
+                            break;
+                        }
+                        match stream.read(&mut buf) {
+                            Ok(n) if n > 0 => answered += 1,
+                            _ => {
+                                stalled_ns = monotonic_ns();
+                                break;
+                            }
+                        }
+                    }
+                }
+                format!("{{\"src\":\"{src}\",\"answered\":{answered},\"cross_ns\":{cross_ns},\"stalled_ns\":{stalled_ns}}}")
+            })
+        })
+        .collect();
+    for h in handles {
+        println!("{}", h.join().expect("source thread"));
+    }
+}
