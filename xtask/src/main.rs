@@ -54,7 +54,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::setup(true).map(|_| ()),
         Task::Build => {
             let env = setup::setup(false)?;
-            setup::run(cargo(&env).args(["build", "--release", "--workspace"]))
+            setup::run(cargo(&env).args(["build", "--release", "--workspace", "--exclude", "filter-ebpf"]))
         }
         Task::Run { args } => {
             let env = setup::setup(true)?;
@@ -84,7 +84,7 @@ fn test() -> Result<()> {
     let started = std::time::Instant::now();
     let env = setup::setup(true)?;
     eprintln!("==> building the workspace");
-    setup::run(cargo(&env).args(["build", "--workspace", "--all-targets"]))?;
+    setup::run(cargo(&env).args(["build", "--workspace", "--exclude", "filter-ebpf", "--all-targets"]))?;
     eprintln!("==> unit tests");
     setup::run(cargo(&env).args(["test", "--workspace", "--exclude", "filter-ebpf", "--exclude", "floodgate-tests"]))?;
     eprintln!("==> kernel, end-to-end and service tests (root; one at a time)");
