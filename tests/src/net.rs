@@ -234,10 +234,10 @@ impl Drop for Daemon {
     }
 }
 
-/// A minimal configuration for tests: no metrics listener unless given.
+/// A test configuration: `extra` (top-level keys first, then tables) and no metrics listener.
 #[must_use]
 pub fn test_config(extra: &str) -> String {
-    format!("[metrics]\nlisten = \"off\"\n{extra}")
+    format!("{extra}\n[metrics]\nlisten = \"off\"\n")
 }
 
 /// Index of an interface in the calling namespace.

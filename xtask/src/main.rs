@@ -1,6 +1,7 @@
 //! Orchestration for Floodgate: `cargo xtask setup | build | run | test | bench | loadtest |
 //! package`. Every command first installs what it needs (see `setup`).
 
+mod package;
 mod setup;
 
 use std::process::Command;
@@ -29,6 +30,8 @@ enum Task {
     },
     /// Run the whole test suite (unit, verdict, end-to-end, service, package).
     Test,
+    /// Build the Debian package (target/deb/floodgate_VERSION_ARCH.deb).
+    Package,
     /// Run a benchmark and write its results under bench-results/.
     Bench {
         /// verdict (per-packet cost) or detect (daemon pipeline).
@@ -42,7 +45,7 @@ enum Bench {
     Detect,
 }
 
-fn cargo(env: &setup::Env) -> Command {
+pub(crate) fn cargo(env: &setup::Env) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.env("PATH", env.path());
     cmd
@@ -64,6 +67,10 @@ fn main() -> Result<()> {
             setup::run(Command::new("target/release/floodgate").arg("run").args(args))
         }
         Task::Test => test(),
+        Task::Package => {
+            let env = setup::setup(true)?;
+            package::package(&env).map(|_| ())
+        }
         Task::Bench { which } => {
             let env = setup::setup(true)?;
             let bin = match which {
@@ -87,11 +94,13 @@ fn test() -> Result<()> {
     setup::run(cargo(&env).args(["build", "--workspace", "--exclude", "filter-ebpf", "--all-targets"]))?;
     eprintln!("==> unit tests");
     setup::run(cargo(&env).args(["test", "--workspace", "--exclude", "filter-ebpf", "--exclude", "floodgate-tests"]))?;
-    eprintln!("==> kernel, end-to-end and service tests (root; one at a time)");
+    let deb = package::package(&env)?;
+    eprintln!("==> kernel, end-to-end, service and package tests (root; one at a time)");
     setup::run(
         cargo(&env)
             .args(["test", "-p", "floodgate-tests", "--", "--test-threads=1"])
-            .env("FLOODGATE_BIN", std::path::absolute("target/debug/floodgate")?),
+            .env("FLOODGATE_BIN", std::path::absolute("target/debug/floodgate")?)
+            .env("FLOODGATE_DEB", deb),
     )?;
     eprintln!("==> all tests passed in {:.0}s", started.elapsed().as_secs_f64());
     Ok(())
