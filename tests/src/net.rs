@@ -283,3 +283,67 @@ impl Testbed {
         )
     }
 }
+
+/// Opens a TCP connection to `dst` from the source address `src` (bound before connecting),
+/// giving up after `timeout`.
+pub fn connect_from(src: IpAddr, dst: std::net::SocketAddr, timeout: Duration) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: zeroed sockaddr_storage is a valid value to fill in.
+    let mut local: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut remote: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let (family, len) = match (src, dst) {
+        (IpAddr::V4(s), std::net::SocketAddr::V4(d)) => {
+            // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in.
+            unsafe {
+                let l = &mut *(&raw mut local).cast::<libc::sockaddr_in>();
+                l.sin_family = libc::AF_INET as u16;
+                l.sin_addr.s_addr = u32::from_ne_bytes(s.octets());
+                let r = &mut *(&raw mut remote).cast::<libc::sockaddr_in>();
+                r.sin_family = libc::AF_INET as u16;
+                r.sin_port = d.port().to_be();
+                r.sin_addr.s_addr = u32::from_ne_bytes(d.ip().octets());
+            }
+            (libc::AF_INET, size_of::<libc::sockaddr_in>())
+        }
+        (IpAddr::V6(s), std::net::SocketAddr::V6(d)) => {
+            // SAFETY: sockaddr_storage is large enough and aligned for sockaddr_in6.
+            unsafe {
+                let l = &mut *(&raw mut local).cast::<libc::sockaddr_in6>();
+                l.sin6_family = libc::AF_INET6 as u16;
+                l.sin6_addr.s6_addr = s.octets();
+                let r = &mut *(&raw mut remote).cast::<libc::sockaddr_in6>();
+                r.sin6_family = libc::AF_INET6 as u16;
+                r.sin6_port = d.port().to_be();
+                r.sin6_addr.s6_addr = d.ip().octets();
+            }
+            (libc::AF_INET6, size_of::<libc::sockaddr_in6>())
+        }
+        _ => return Err(std::io::Error::other("address families differ")),
+    };
+    // SAFETY: socket/bind/connect on a fresh fd with correctly sized addresses; the fd is
+    // owned by the TcpStream from here on, which closes it.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        // Linux applies the send timeout to connect().
+        stream.set_write_timeout(Some(timeout))?;
+        if libc::bind(fd, (&raw const local).cast(), len as u32) != 0 || libc::connect(fd, (&raw const remote).cast(), len as u32) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+impl NetNs {
+    /// Moves the calling thread (only it) into this namespace.
+    pub fn enter_current_thread(&self) {
+        let file = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("open netns");
+        // SAFETY: setns on a valid namespace fd; it affects only the calling thread.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+}

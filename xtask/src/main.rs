@@ -30,6 +30,9 @@ enum Task {
     },
     /// Run the whole test suite (unit, verdict, end-to-end, service, package).
     Test,
+    /// The load-test kit: namespaces, nginx, the daemon, a wrk flood from many addresses and
+    /// legitimate clients; prints a report and writes bench-results/loadtest.png.
+    Loadtest,
     /// Build the Debian package (target/deb/floodgate_VERSION_ARCH.deb).
     Package,
     /// Run a benchmark and write its results under bench-results/.
@@ -67,6 +70,15 @@ fn main() -> Result<()> {
             setup::run(Command::new("target/release/floodgate").arg("run").args(args))
         }
         Task::Test => test(),
+        Task::Loadtest => {
+            let env = setup::setup(true)?;
+            setup::run(cargo(&env).args(["build", "--release", "-p", "filter-user", "-p", "floodgate-tests"]))?;
+            setup::run(
+                cargo(&env)
+                    .args(["run", "--release", "-q", "-p", "floodgate-tests", "--bin", "loadtest"])
+                    .env("FLOODGATE_BIN", std::path::absolute("target/release/floodgate")?),
+            )
+        }
         Task::Package => {
             let env = setup::setup(true)?;
             package::package(&env).map(|_| ())

@@ -8,61 +8,12 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{IpAddr, SocketAddr, TcpStream},
-    os::fd::FromRawFd as _,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
 use filter_user::clock::monotonic_ns;
-
-fn connect_from(src: IpAddr, dst: SocketAddr) -> std::io::Result<TcpStream> {
-    let (family, src_sa, dst_sa, len) = match (src, dst) {
-        (IpAddr::V4(s), SocketAddr::V4(d)) => {
-            let mut a: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            let mut b: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
-            unsafe {
-                let a4 = &mut *(&raw mut a).cast::<libc::sockaddr_in>();
-                a4.sin_family = libc::AF_INET as u16;
-                a4.sin_addr.s_addr = u32::from_ne_bytes(s.octets());
-                let b4 = &mut *(&raw mut b).cast::<libc::sockaddr_in>();
-                b4.sin_family = libc::AF_INET as u16;
-                b4.sin_port = d.port().to_be();
-                b4.sin_addr.s_addr = u32::from_ne_bytes(d.ip().octets());
-            }
-            (libc::AF_INET, a, b, size_of::<libc::sockaddr_in>())
-        }
-        (IpAddr::V6(s), SocketAddr::V6(d)) => {
-            let mut a: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            let mut b: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
-            unsafe {
-                let a6 = &mut *(&raw mut a).cast::<libc::sockaddr_in6>();
-                a6.sin6_family = libc::AF_INET6 as u16;
-                a6.sin6_addr.s6_addr = s.octets();
-                let b6 = &mut *(&raw mut b).cast::<libc::sockaddr_in6>();
-                b6.sin6_family = libc::AF_INET6 as u16;
-                b6.sin6_port = d.port().to_be();
-                b6.sin6_addr.s6_addr = d.ip().octets();
-            }
-            (libc::AF_INET6, a, b, size_of::<libc::sockaddr_in6>())
-        }
-        _ => return Err(std::io::Error::other("address families differ")),
-    };
-    // SAFETY: socket/bind/connect on a fresh fd with correctly sized addresses; the fd is
-    // handed to TcpStream, which closes it.
-    unsafe {
-        let fd = libc::socket(family, libc::SOCK_STREAM, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        if libc::bind(fd, (&raw const src_sa).cast(), len as u32) != 0 || libc::connect(fd, (&raw const dst_sa).cast(), len as u32) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(stream)
-    }
-}
+use floodgate_tests::net::connect_from;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -88,7 +39,7 @@ fn main() {
                 let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
                 let started = Instant::now();
                 let mut sent = 0u32;
-                if let Ok(mut stream) = connect_from(src, dst) {
+                if let Ok(mut stream) = connect_from(src, dst, Duration::from_secs(2)) {
                     stream.set_read_timeout(Some(Duration::from_millis(500))).ok();
                     let mut buf = [0u8; 4096];
                     while Instant::now() < end {
