@@ -12,7 +12,11 @@ fn main() -> anyhow::Result<()> {
     }
     let toolchain = toolchain_channel()?;
     aya_build::build_ebpf(
-        [aya_build::Package { name: "filter-ebpf", root_dir: "../filter-ebpf", ..Default::default() }],
+        [aya_build::Package {
+            name: "filter-ebpf",
+            root_dir: "../filter-ebpf",
+            ..Default::default()
+        }],
         aya_build::Toolchain::Custom(&toolchain),
     )
 }
@@ -22,6 +26,9 @@ fn toolchain_channel() -> anyhow::Result<String> {
     println!("cargo::rerun-if-changed=../rust-toolchain.toml");
     let text = std::fs::read_to_string("../rust-toolchain.toml")?;
     text.lines()
-        .find_map(|line| line.strip_prefix("channel = ").map(|v| v.trim_matches('"').to_owned()))
+        .find_map(|line| {
+            line.strip_prefix("channel = ")
+                .map(|v| v.trim_matches('"').to_owned())
+        })
         .ok_or_else(|| anyhow::anyhow!("rust-toolchain.toml has no channel"))
 }

@@ -38,7 +38,15 @@ pub mod maps {
     pub const SAMPLES: &str = "FG_SAMPLES";
 
     /// Every pinned map, in a stable order.
-    pub const ALL: [&str; 7] = [ALLOW, BLOCK_EXACT, BLOCK_PREFIX, COUNTERS, CONFIG, PORTS, SAMPLES];
+    pub const ALL: [&str; 7] = [
+        ALLOW,
+        BLOCK_EXACT,
+        BLOCK_PREFIX,
+        COUNTERS,
+        CONFIG,
+        PORTS,
+        SAMPLES,
+    ];
 }
 
 /// Map capacities.
@@ -93,8 +101,15 @@ pub mod counter {
     /// Number of counters in use.
     pub const COUNT: u32 = 12;
     /// The outcome counters: each packet adds to exactly one.
-    pub const OUTCOMES: [u32; 7] =
-        [PASSED, DROPPED_EXACT, DROPPED_PREFIX, WOULD_DROP, ALLOWED, NOT_PARSED, NON_IP];
+    pub const OUTCOMES: [u32; 7] = [
+        PASSED,
+        DROPPED_EXACT,
+        DROPPED_PREFIX,
+        WOULD_DROP,
+        ALLOWED,
+        NOT_PARSED,
+        NON_IP,
+    ];
     /// Stable names (metrics labels, `stats --json` keys), indexed by counter.
     pub const NAMES: [&str; COUNT as usize] = [
         "passed",
@@ -131,7 +146,9 @@ pub const V4_MAPPED_PREFIX_LEN: u32 = 96;
 /// Maps an IPv4 address (network order bytes) into the 16-byte key space.
 #[must_use]
 pub const fn v4_mapped(v4: [u8; 4]) -> Addr {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
 }
 
 /// Reason codes of a block entry.
@@ -222,7 +239,15 @@ const _: () = assert!(core::mem::size_of::<Sample>() == 56 + SAMPLE_PAYLOAD_MAX)
 
 /// HTTP/1.x method tokens (with their trailing space) that make a payload a request start.
 pub const HTTP_METHODS: [&[u8]; 9] = [
-    b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ",
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
 ];
 
 #[cfg(feature = "user")]

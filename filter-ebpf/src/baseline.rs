@@ -45,7 +45,11 @@ pub fn baseline_empty(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn baseline_hash_drop(ctx: XdpContext) -> u32 {
     source(&ctx).map_or(xdp_action::XDP_PASS, |saddr| {
-        if BASE_BLOCK.get_ptr(&saddr).is_some() { xdp_action::XDP_DROP } else { xdp_action::XDP_PASS }
+        if BASE_BLOCK.get_ptr(&saddr).is_some() {
+            xdp_action::XDP_DROP
+        } else {
+            xdp_action::XDP_PASS
+        }
     })
 }
 

@@ -5,20 +5,26 @@
 // `core::sync::atomic` has no 64-bit read-modify-write on the BPF target; the intrinsic
 // lowers to the BPF atomic add instruction.
 #![feature(core_intrinsics)]
-#![expect(internal_features, reason = "atomic_xadd is the only 64-bit atomic add on BPF")]
+#![expect(
+    internal_features,
+    reason = "atomic_xadd is the only 64-bit atomic add on BPF"
+)]
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     bindings::{bpf_sock_tuple, xdp_action},
-    helpers::generated::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_sk_release, bpf_skc_lookup_tcp, bpf_xdp_load_bytes},
+    helpers::generated::{
+        bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_sk_release, bpf_skc_lookup_tcp,
+        bpf_xdp_load_bytes,
+    },
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
 use filter_common::{
-    Addr, AllowEntry, BlockEntry, HTTP_METHODS, SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample, capacity,
-    config, counter,
+    Addr, AllowEntry, BlockEntry, HTTP_METHODS, SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample,
+    capacity, config, counter,
 };
 use filter_ebpf::parse::{self, Packet, ParseError, Tcp, bounded, ptr_at};
 
@@ -28,8 +34,7 @@ const BPF_F_CURRENT_NETNS: u64 = u64::MAX;
 const TCP_ESTABLISHED: u32 = 1;
 
 #[map(name = "FG_ALLOW")]
-static ALLOW: LpmTrie<Addr, AllowEntry> =
-    LpmTrie::pinned(capacity::ALLOW, BPF_F_NO_PREALLOC);
+static ALLOW: LpmTrie<Addr, AllowEntry> = LpmTrie::pinned(capacity::ALLOW, BPF_F_NO_PREALLOC);
 #[map(name = "FG_BLOCK_EXACT")]
 static BLOCK_EXACT: HashMap<Addr, BlockEntry> = HashMap::pinned(capacity::BLOCK_EXACT, 0);
 #[map(name = "FG_BLOCK_PREFIX")]
@@ -88,7 +93,10 @@ fn hit(entry: *const BlockEntry) {
     // SAFETY: `entry` points at a live map value. It is shared between CPUs, so the 8-byte
     // aligned hit counter is updated with an atomic add; map values are writable memory.
     unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>((&raw const (*entry).hits).cast_mut(), 1)
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+            (&raw const (*entry).hits).cast_mut(),
+            1,
+        )
     };
 }
 
@@ -147,8 +155,12 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
 #[inline(always)]
 fn is_request_start(ctx: &XdpContext, tcp: &Tcp) -> bool {
     // The shortest request line ("GET / HTTP/1.0\r\n") is far longer than 8 bytes.
-    let Some(offset) = bounded(&tcp.payload_off) else { return false };
-    let Ok(head) = ptr_at::<[u8; 8]>(ctx, offset) else { return false };
+    let Some(offset) = bounded(&tcp.payload_off) else {
+        return false;
+    };
+    let Ok(head) = ptr_at::<[u8; 8]>(ctx, offset) else {
+        return false;
+    };
     // SAFETY: `ptr_at` checked the 8 bytes are inside the packet.
     let head = unsafe { core::ptr::read_unaligned(head) };
     let mut i = 0;
@@ -199,7 +211,11 @@ fn sample_request_start(ctx: &XdpContext, packet: &Packet, saddr: &Addr, tcp: &T
         n if n < SAMPLE_PAYLOAD_MAX => n,
         _ => SAMPLE_PAYLOAD_MAX,
     };
-    let captured = if tcp.payload_len < cap { tcp.payload_len } else { cap };
+    let captured = if tcp.payload_len < cap {
+        tcp.payload_len
+    } else {
+        cap
+    };
     // SAFETY: `sample` points at a reserved, exclusively owned ring buffer slot of
     // `size_of::<Sample>()` bytes. Fields are written one by one (no stack copy of the struct).
     unsafe {
@@ -242,7 +258,13 @@ fn sample_request_start(ctx: &XdpContext, packet: &Packet, saddr: &Addr, tcp: &T
 /// True when the segment belongs to an established TCP connection of this host, i.e. its
 /// source completed a handshake: a spoofed source never has one.
 #[inline(always)]
-fn handshake_completed(ctx: &XdpContext, is_v6: bool, saddr: &Addr, daddr: &Addr, tcp: &Tcp) -> bool {
+fn handshake_completed(
+    ctx: &XdpContext,
+    is_v6: bool,
+    saddr: &Addr,
+    daddr: &Addr,
+    tcp: &Tcp,
+) -> bool {
     // SAFETY: an all-zero tuple is a valid value of this plain C union.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
     let size = if is_v6 {
@@ -269,7 +291,13 @@ fn handshake_completed(ctx: &XdpContext, is_v6: bool, saddr: &Addr, daddr: &Addr
     // SAFETY: `tuple` is a valid bpf_sock_tuple of `size` bytes on the stack; the returned
     // socket reference is released below before returning.
     let sk = unsafe {
-        bpf_skc_lookup_tcp(ctx.ctx.cast(), &mut tuple, size as u32, BPF_F_CURRENT_NETNS, 0)
+        bpf_skc_lookup_tcp(
+            ctx.ctx.cast(),
+            &mut tuple,
+            size as u32,
+            BPF_F_CURRENT_NETNS,
+            0,
+        )
     };
     if sk.is_null() {
         return false;

@@ -78,7 +78,11 @@ pub fn bounded(offset: &usize) -> Option<usize> {
     // SAFETY: a volatile read of a valid reference; it only stops the compiler from folding
     // away the range check the verifier needs.
     let offset = unsafe { core::ptr::read_volatile(offset) };
-    if offset > MAX_OFFSET { None } else { Some(offset) }
+    if offset > MAX_OFFSET {
+        None
+    } else {
+        Some(offset)
+    }
 }
 
 #[inline(always)]
@@ -131,7 +135,11 @@ fn parse_v4(ctx: &XdpContext, l3: usize) -> Result<Packet, ()> {
     } else {
         None
     };
-    Ok(Packet { l3, is_v6: false, tcp })
+    Ok(Packet {
+        l3,
+        is_v6: false,
+        tcp,
+    })
 }
 
 #[inline(always)]
@@ -148,12 +156,16 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Result<Packet, ()> {
     for _ in 0..IPV6_MAX_EXT_HEADERS {
         match next {
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
-                let Ok(ext) = read::<[u8; 2]>(ctx, off) else { break };
+                let Ok(ext) = read::<[u8; 2]>(ctx, off) else {
+                    break;
+                };
                 next = ext[0];
                 off += (usize::from(ext[1]) + 1) * 8;
             }
             IPV6_FRAGMENT => {
-                let Ok(frag) = read::<[u8; 4]>(ctx, off) else { break };
+                let Ok(frag) = read::<[u8; 4]>(ctx, off) else {
+                    break;
+                };
                 next = frag[0];
                 later_fragment = u16::from_be_bytes([frag[2], frag[3]]) & 0xfff8 != 0;
                 off += 8;
@@ -167,7 +179,11 @@ fn parse_v6(ctx: &XdpContext, l3: usize) -> Result<Packet, ()> {
     } else {
         None
     };
-    Ok(Packet { l3, is_v6: true, tcp })
+    Ok(Packet {
+        l3,
+        is_v6: true,
+        tcp,
+    })
 }
 
 #[inline(always)]
@@ -179,7 +195,11 @@ fn parse_tcp(ctx: &XdpContext, l4: usize, datagram_end: usize) -> Option<Tcp> {
     }
     let payload_off = l4 + header_len;
     let packet_len = ctx.data_end() - ctx.data();
-    let end = if datagram_end < packet_len { datagram_end } else { packet_len };
+    let end = if datagram_end < packet_len {
+        datagram_end
+    } else {
+        packet_len
+    };
     let payload_len = end.saturating_sub(payload_off);
     Some(Tcp {
         sport: u16::from_be_bytes([hdr[0], hdr[1]]),

@@ -68,7 +68,9 @@ pub enum AttachError {
         source: aya::maps::MapError,
     },
     /// Nothing is loaded.
-    #[error("Floodgate is not loaded (no program pinned at {0}); start it with `floodgate run --iface IF`")]
+    #[error(
+        "Floodgate is not loaded (no program pinned at {0}); start it with `floodgate run --iface IF`"
+    )]
     NotLoaded(PathBuf),
 }
 
@@ -84,13 +86,43 @@ pub enum Adoption {
 
 /// Expected shape of each pinned map: name, type, key size, value size, max entries.
 const LAYOUT: [(&str, MapType, usize, usize, u32); 7] = [
-    (maps::ALLOW, MapType::LpmTrie, 4 + size_of::<Addr>(), size_of::<AllowEntry>(), capacity::ALLOW),
-    (maps::BLOCK_EXACT, MapType::Hash, size_of::<Addr>(), size_of::<BlockEntry>(), capacity::BLOCK_EXACT),
-    (maps::BLOCK_PREFIX, MapType::LpmTrie, 4 + size_of::<Addr>(), size_of::<BlockEntry>(), capacity::BLOCK_PREFIX),
-    (maps::COUNTERS, MapType::PerCpuArray, 4, 8, capacity::COUNTERS),
+    (
+        maps::ALLOW,
+        MapType::LpmTrie,
+        4 + size_of::<Addr>(),
+        size_of::<AllowEntry>(),
+        capacity::ALLOW,
+    ),
+    (
+        maps::BLOCK_EXACT,
+        MapType::Hash,
+        size_of::<Addr>(),
+        size_of::<BlockEntry>(),
+        capacity::BLOCK_EXACT,
+    ),
+    (
+        maps::BLOCK_PREFIX,
+        MapType::LpmTrie,
+        4 + size_of::<Addr>(),
+        size_of::<BlockEntry>(),
+        capacity::BLOCK_PREFIX,
+    ),
+    (
+        maps::COUNTERS,
+        MapType::PerCpuArray,
+        4,
+        8,
+        capacity::COUNTERS,
+    ),
     (maps::CONFIG, MapType::Array, 4, 4, capacity::CONFIG),
     (maps::PORTS, MapType::Hash, 2, 4, capacity::PORTS),
-    (maps::SAMPLES, MapType::RingBuf, 0, 0, capacity::SAMPLES_BYTES),
+    (
+        maps::SAMPLES,
+        MapType::RingBuf,
+        0,
+        0,
+        capacity::SAMPLES_BYTES,
+    ),
 ];
 
 /// Loads the program and its maps into the pins unless they are already there; then checks
@@ -101,7 +133,9 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
         return Ok(Adoption::Adopted);
     }
     let maps_dir = pins.maps_dir();
-    let mut ebpf = EbpfLoader::new().default_map_pin_directory(&maps_dir).load(crate::ebpf::FILTER)?;
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&maps_dir)
+        .load(crate::ebpf::FILTER)?;
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .ok_or_else(|| AttachError::Program {
@@ -109,13 +143,21 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
             source: aya::programs::ProgramError::NotLoaded,
         })?
         .try_into()
-        .map_err(|source| AttachError::Program { op: "program type".into(), source })?;
-    program.load().map_err(|source| AttachError::Program { op: "verify and load XDP program".into(), source })?;
-    program.pin(pins.program()).map_err(|source| AttachError::Link {
-        op: "pin program",
-        path: pins.program(),
-        source: Box::new(source),
+        .map_err(|source| AttachError::Program {
+            op: "program type".into(),
+            source,
+        })?;
+    program.load().map_err(|source| AttachError::Program {
+        op: "verify and load XDP program".into(),
+        source,
     })?;
+    program
+        .pin(pins.program())
+        .map_err(|source| AttachError::Link {
+            op: "pin program",
+            path: pins.program(),
+            source: Box::new(source),
+        })?;
     check_layout(pins)?;
     Ok(Adoption::Created)
 }
@@ -124,10 +166,24 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
 pub fn check_layout(pins: &Pins) -> Result<(), AttachError> {
     for (name, map_type, key, value, max) in LAYOUT {
         let path = pins.map(name);
-        let data = MapData::from_pin(&path).map_err(|source| AttachError::Map { path: path.clone(), source })?;
-        let info = data.info().map_err(|source| AttachError::Map { path: path.clone(), source })?;
-        let found_type = info.map_type().map_err(|source| AttachError::Map { path: path.clone(), source })?;
-        let found = (found_type, info.key_size() as usize, info.value_size() as usize, info.max_entries());
+        let data = MapData::from_pin(&path).map_err(|source| AttachError::Map {
+            path: path.clone(),
+            source,
+        })?;
+        let info = data.info().map_err(|source| AttachError::Map {
+            path: path.clone(),
+            source,
+        })?;
+        let found_type = info.map_type().map_err(|source| AttachError::Map {
+            path: path.clone(),
+            source,
+        })?;
+        let found = (
+            found_type,
+            info.key_size() as usize,
+            info.value_size() as usize,
+            info.max_entries(),
+        );
         if found != (map_type, key, value, max) {
             return Err(AttachError::LayoutMismatch {
                 name,
@@ -147,36 +203,66 @@ pub fn check_layout(pins: &Pins) -> Result<(), AttachError> {
 pub fn attach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Adoption, AttachError> {
     let link_path = pins.link(iface);
     if link_path.exists() {
-        PinnedLink::from_pin(&link_path)
-            .map_err(|source| AttachError::Link { op: "re-adopt link", path: link_path.clone(), source: Box::new(source) })?;
+        PinnedLink::from_pin(&link_path).map_err(|source| AttachError::Link {
+            op: "re-adopt link",
+            path: link_path.clone(),
+            source: Box::new(source),
+        })?;
         return Ok(Adoption::Adopted);
     }
-    let mut program = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
-        .map_err(|source| AttachError::Program { op: "open pinned program".into(), source })?;
+    let mut program =
+        Xdp::from_pin(pins.program(), XdpAttachType::Interface).map_err(|source| {
+            AttachError::Program {
+                op: "open pinned program".into(),
+                source,
+            }
+        })?;
     let name = std::ffi::CString::new(iface).map_err(|_| AttachError::Program {
         op: format!("interface name {iface:?}"),
-        source: aya::programs::ProgramError::UnknownInterface { name: std::ffi::CString::default() },
+        source: aya::programs::ProgramError::UnknownInterface {
+            name: std::ffi::CString::default(),
+        },
     })?;
     let id = program
         .attach(&name, mode)
-        .map_err(|source| AttachError::Program { op: format!("attach XDP ({mode:?} mode) to {iface}"), source })?;
-    let link = program.take_link(id).map_err(|source| AttachError::Program { op: "take link".into(), source })?;
-    let fd_link = FdLink::try_from(link)
-        .map_err(|source| AttachError::Link { op: "convert link", path: link_path.clone(), source: Box::new(source) })?;
+        .map_err(|source| AttachError::Program {
+            op: format!("attach XDP ({mode:?} mode) to {iface}"),
+            source,
+        })?;
+    let link = program
+        .take_link(id)
+        .map_err(|source| AttachError::Program {
+            op: "take link".into(),
+            source,
+        })?;
+    let fd_link = FdLink::try_from(link).map_err(|source| AttachError::Link {
+        op: "convert link",
+        path: link_path.clone(),
+        source: Box::new(source),
+    })?;
     fd_link
         .pin(&link_path)
-        .map_err(|source| AttachError::Link { op: "pin link", path: link_path.clone(), source: Box::new(source) })?;
+        .map_err(|source| AttachError::Link {
+            op: "pin link",
+            path: link_path.clone(),
+            source: Box::new(source),
+        })?;
     Ok(Adoption::Created)
 }
 
 /// Removes the pinned link of `iface` (the program detaches from it).
 pub fn detach_interface(pins: &Pins, iface: &str) -> Result<(), AttachError> {
     let link_path = pins.link(iface);
-    let link = PinnedLink::from_pin(&link_path)
-        .map_err(|source| AttachError::Link { op: "open link", path: link_path.clone(), source: Box::new(source) })?;
-    let fd_link = link
-        .unpin()
-        .map_err(|source| AttachError::Link { op: "unpin link", path: link_path.clone(), source: Box::new(source) })?;
+    let link = PinnedLink::from_pin(&link_path).map_err(|source| AttachError::Link {
+        op: "open link",
+        path: link_path.clone(),
+        source: Box::new(source),
+    })?;
+    let fd_link = link.unpin().map_err(|source| AttachError::Link {
+        op: "unpin link",
+        path: link_path.clone(),
+        source: Box::new(source),
+    })?;
     drop(fd_link);
     Ok(())
 }
@@ -189,8 +275,11 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>, AttachError> {
     }
     let dir = pins.layout_dir();
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|source| PinsError::Io { op: "remove", path: dir.clone(), source })?;
+        std::fs::remove_dir_all(&dir).map_err(|source| PinsError::Io {
+            op: "remove",
+            path: dir.clone(),
+            source,
+        })?;
     }
     // The root is ours; leave nothing behind if it is now empty.
     let _ = std::fs::remove_dir(pins.root());

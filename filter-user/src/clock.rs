@@ -6,7 +6,10 @@ use std::time::Duration;
 /// Nanoseconds of `CLOCK_MONOTONIC` now.
 #[must_use]
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
@@ -23,9 +26,13 @@ pub struct DurationError {
 /// Parses `30s`, `10m`, `2h`, `1d`, `500ms` or bare seconds. Zero is allowed (callers decide
 /// what it means).
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError { input: input.to_owned() };
+    let err = || DurationError {
+        input: input.to_owned(),
+    };
     let text = input.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| err())?;
     let scale_ms: u64 = match unit {
@@ -37,7 +44,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         _ => return Err(err()),
     };
     // Ten years is more than any block should last; beyond that is a typo.
-    let ms = number.checked_mul(scale_ms).filter(|ms| *ms <= 10 * 365 * 86_400_000).ok_or_else(err)?;
+    let ms = number
+        .checked_mul(scale_ms)
+        .filter(|ms| *ms <= 10 * 365 * 86_400_000)
+        .ok_or_else(err)?;
     Ok(Duration::from_millis(ms))
 }
 

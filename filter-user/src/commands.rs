@@ -38,11 +38,18 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::CheckConfig { file } => check_config(file),
         Command::Detach { iface } => detach(&pins, iface.as_deref()),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "floodgate", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "floodgate",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).context("render man page")?;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("render man page")?;
             Ok(())
         }
     }
@@ -69,7 +76,10 @@ fn ttl_text(secs: Option<u64>, expired: bool) -> String {
 }
 
 fn print_blocks(blocks: &[BlockView]) {
-    println!("{:<40} {:<10} {:<32} {:>12} {:>10}", "TARGET", "KIND", "REASON", "HITS", "TTL");
+    println!(
+        "{:<40} {:<10} {:<32} {:>12} {:>10}",
+        "TARGET", "KIND", "REASON", "HITS", "TTL"
+    );
     for b in blocks {
         println!(
             "{:<40} {:<10} {:<32} {:>12} {:>10}",
@@ -84,18 +94,30 @@ fn print_blocks(blocks: &[BlockView]) {
 
 fn block(pins: &Pins, cmd: BlockCommand) -> Result<()> {
     match cmd {
-        BlockCommand::Add { targets, ttl, reason: text } => {
+        BlockCommand::Add {
+            targets,
+            ttl,
+            reason: text,
+        } => {
             let ttl = ttl.filter(|t| !t.is_zero());
             let mut filter = open(pins)?;
             let _lock = pins.lock()?;
             for target in &targets {
                 if filter.is_allowed(target.ip)? {
-                    log::warn!("{target} is on the allow list: the allow list wins, the block will not drop");
+                    log::warn!(
+                        "{target} is on the allow list: the allow list wins, the block will not drop"
+                    );
                 }
             }
             for target in targets {
                 filter.block(target, &block_entry(ttl, reason::MANUAL, &text))?;
-                println!("blocked {target} ({})", ttl.map_or_else(|| "no expiry".to_owned(), |t| format!("ttl {}", format_duration(t))));
+                println!(
+                    "blocked {target} ({})",
+                    ttl.map_or_else(
+                        || "no expiry".to_owned(),
+                        |t| format!("ttl {}", format_duration(t))
+                    )
+                );
             }
             Ok(())
         }
@@ -115,7 +137,12 @@ fn block(pins: &Pins, cmd: BlockCommand) -> Result<()> {
         }
         BlockCommand::List(a) => {
             let blocks = open(pins)?.blocks()?;
-            if a.json { print_json(&serde_json::to_value(&blocks)?) } else { print_blocks(&blocks); Ok(()) }
+            if a.json {
+                print_json(&serde_json::to_value(&blocks)?)
+            } else {
+                print_blocks(&blocks);
+                Ok(())
+            }
         }
         BlockCommand::Flush => {
             let mut filter = open(pins)?;
@@ -143,9 +170,17 @@ fn allow(pins: &Pins, cmd: AllowCommand) -> Result<()> {
             let _lock = pins.lock()?;
             let mut missing = Vec::new();
             for target in targets {
-                if filter.disallow(target)? { println!("removed {target} from the allow list") } else { missing.push(target.to_string()) }
+                if filter.disallow(target)? {
+                    println!("removed {target} from the allow list")
+                } else {
+                    missing.push(target.to_string())
+                }
             }
-            anyhow::ensure!(missing.is_empty(), "not on the allow list: {}", missing.join(", "));
+            anyhow::ensure!(
+                missing.is_empty(),
+                "not on the allow list: {}",
+                missing.join(", ")
+            );
             Ok(())
         }
         AllowCommand::List(a) => {
@@ -166,8 +201,11 @@ fn allow(pins: &Pins, cmd: AllowCommand) -> Result<()> {
 fn stats(pins: &Pins, json: bool) -> Result<()> {
     let counters = open(pins)?.counters()?;
     if json {
-        let map: serde_json::Map<String, serde_json::Value> =
-            counter::NAMES.iter().zip(counters).map(|(n, v)| ((*n).to_owned(), json!(v))).collect();
+        let map: serde_json::Map<String, serde_json::Value> = counter::NAMES
+            .iter()
+            .zip(counters)
+            .map(|(n, v)| ((*n).to_owned(), json!(v)))
+            .collect();
         return print_json(&serde_json::Value::Object(map));
     }
     for (name, value) in counter::NAMES.iter().zip(counters) {
@@ -178,12 +216,17 @@ fn stats(pins: &Pins, json: bool) -> Result<()> {
 
 fn status(pins: &Pins, json: bool) -> Result<()> {
     let filter = open(pins)?;
-    let program = aya::programs::Xdp::from_pin(pins.program(), aya_obj::programs::XdpAttachType::Interface)
-        .context("open pinned program")?;
+    let program =
+        aya::programs::Xdp::from_pin(pins.program(), aya_obj::programs::XdpAttachType::Interface)
+            .context("open pinned program")?;
     let program_id = program.info().context("program info")?.id();
     let ifaces = pins.linked_interfaces()?;
     let (exact, prefix) = filter.block_counts();
-    let mode = if filter.monitor()? { "monitor" } else { "enforce" };
+    let mode = if filter.monitor()? {
+        "monitor"
+    } else {
+        "enforce"
+    };
     let value = json!({
         "pin_root": pins.root(),
         "layout": filter_common::LAYOUT_VERSION,
@@ -201,15 +244,33 @@ fn status(pins: &Pins, json: bool) -> Result<()> {
     if json {
         return print_json(&value);
     }
-    println!("pin root      {} (layout {})", pins.root().display(), filter_common::LAYOUT_VERSION);
+    println!(
+        "pin root      {} (layout {})",
+        pins.root().display(),
+        filter_common::LAYOUT_VERSION
+    );
     println!("program id    {program_id}");
-    println!("interfaces    {}", if ifaces.is_empty() { "(none)".to_owned() } else { ifaces.join(", ") });
+    println!(
+        "interfaces    {}",
+        if ifaces.is_empty() {
+            "(none)".to_owned()
+        } else {
+            ifaces.join(", ")
+        }
+    );
     println!("mode          {mode}");
     println!("ports         {:?}", filter.ports()?);
-    println!("sample every  {}", filter.setting(config::SAMPLE_EVERY)?.max(1));
+    println!(
+        "sample every  {}",
+        filter.setting(config::SAMPLE_EVERY)?.max(1)
+    );
     println!("block exact   {exact} / {}", capacity::BLOCK_EXACT);
     println!("block prefix  {prefix} / {}", capacity::BLOCK_PREFIX);
-    println!("allow         {} / {}", filter.allow_count(), capacity::ALLOW);
+    println!(
+        "allow         {} / {}",
+        filter.allow_count(),
+        capacity::ALLOW
+    );
     Ok(())
 }
 
@@ -217,7 +278,14 @@ fn set_mode(pins: &Pins, mode: Mode) -> Result<()> {
     let mut filter = open(pins)?;
     let _lock = pins.lock()?;
     filter.set_setting(config::MONITOR, u32::from(matches!(mode, Mode::Monitor)))?;
-    println!("mode: {}", if matches!(mode, Mode::Monitor) { "monitor" } else { "enforce" });
+    println!(
+        "mode: {}",
+        if matches!(mode, Mode::Monitor) {
+            "monitor"
+        } else {
+            "enforce"
+        }
+    );
     Ok(())
 }
 
@@ -226,7 +294,11 @@ fn why(pins: &Pins, addr: IpAddr, json: bool) -> Result<()> {
     let allowed = filter.is_allowed(addr)?;
     let block = filter.covering_block(addr)?;
     // Live rate state, when the daemon runs.
-    let live = control::request(&control::default_socket(), &json!({ "cmd": "why", "addr": addr })).ok();
+    let live = control::request(
+        &control::default_socket(),
+        &json!({ "cmd": "why", "addr": addr }),
+    )
+    .ok();
     let blocked = !allowed && block.as_ref().is_some_and(|b| !b.expired);
     let value = json!({
         "addr": addr,
@@ -249,7 +321,11 @@ fn why(pins: &Pins, addr: IpAddr, json: bool) -> Result<()> {
             b.reason,
             b.hits,
             ttl_text(b.ttl_remaining_secs, b.expired),
-            if allowed { " — not enforced: allow list wins" } else { "" }
+            if allowed {
+                " — not enforced: allow list wins"
+            } else {
+                ""
+            }
         ),
         None if !allowed => println!("{addr} is not blocked"),
         None => {}
@@ -277,11 +353,15 @@ fn why(pins: &Pins, addr: IpAddr, json: bool) -> Result<()> {
 
 fn top(limit: usize, json: bool) -> Result<()> {
     let socket = control::default_socket();
-    let reply = control::request(&socket, &json!({ "cmd": "top", "limit": limit })).map_err(|_| DaemonDown(socket))?;
+    let reply = control::request(&socket, &json!({ "cmd": "top", "limit": limit }))
+        .map_err(|_| DaemonDown(socket))?;
     if json {
         return print_json(&reply);
     }
-    println!("{:<40} {:<20} {:>12} {:>8}  TOP PATHS", "KEY", "RULE", "REQ/S", "SAMPLES");
+    println!(
+        "{:<40} {:<20} {:>12} {:>8}  TOP PATHS",
+        "KEY", "RULE", "REQ/S", "SAMPLES"
+    );
     for row in reply["top"].as_array().into_iter().flatten() {
         println!(
             "{:<40} {:<20} {:>12.1} {:>8}  {}",
@@ -289,7 +369,14 @@ fn top(limit: usize, json: bool) -> Result<()> {
             row["rule"].as_str().unwrap_or(""),
             row["rate"].as_f64().unwrap_or(0.0),
             row["samples"].as_u64().unwrap_or(0),
-            row["paths"].as_array().map(|p| p.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+            row["paths"]
+                .as_array()
+                .map(|p| p
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "))
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -298,7 +385,13 @@ fn top(limit: usize, json: bool) -> Result<()> {
 fn check_config(file: Option<std::path::PathBuf>) -> Result<()> {
     let path = file.unwrap_or_else(|| crate::config::DEFAULT_PATH.into());
     let settings = crate::config::load_file(&path)?;
-    println!("{}: ok ({} rules, {} allow entries, ports {:?})", path.display(), settings.rules.len(), settings.allow.len(), settings.ports);
+    println!(
+        "{}: ok ({} rules, {} allow entries, ports {:?})",
+        path.display(),
+        settings.rules.len(),
+        settings.allow.len(),
+        settings.ports
+    );
     Ok(())
 }
 
@@ -316,7 +409,11 @@ fn detach(pins: &Pins, iface: Option<&str>) -> Result<()> {
         }
         None => {
             let ifaces = attach::detach_all(pins)?;
-            println!("detached from {} interface(s) and removed {}", ifaces.len(), pins.root().display());
+            println!(
+                "detached from {} interface(s) and removed {}",
+                ifaces.len(),
+                pins.root().display()
+            );
         }
     }
     Ok(())

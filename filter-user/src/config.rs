@@ -222,42 +222,62 @@ impl Default for Config {
 /// The rules used when a file has no `rules` key: one per-source flood rule.
 /// (`rules = []` turns detection off.)
 fn default_rules() -> Vec<RuleConfig> {
-    vec![RuleConfig { name: "per-source-flood".into(), ..RuleConfig::default() }]
+    vec![RuleConfig {
+        name: "per-source-flood".into(),
+        ..RuleConfig::default()
+    }]
 }
 
 impl Default for FilterConfig {
     fn default() -> Self {
-        Self { interfaces: Vec::new(), attach_mode: "driver".into(), monitor: false, ports: vec![80, 8080] }
+        Self {
+            interfaces: Vec::new(),
+            attach_mode: "driver".into(),
+            monitor: false,
+            ports: vec![80, 8080],
+        }
     }
 }
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        Self { budget_per_sec: 100_000, payload_bytes: 256 }
+        Self {
+            budget_per_sec: 100_000,
+            payload_bytes: 256,
+        }
     }
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
-        Self { max_tracked: 1 << 20, sweep_interval: "1s".into() }
+        Self {
+            max_tracked: 1 << 20,
+            sweep_interval: "1s".into(),
+        }
     }
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9477".into() }
+        Self {
+            listen: "127.0.0.1:9477".into(),
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { socket: PathBuf::from("/run/floodgate/control.sock") }
+        Self {
+            socket: PathBuf::from("/run/floodgate/control.sock"),
+        }
     }
 }
 
@@ -283,13 +303,23 @@ impl Default for RuleConfig {
 
 impl Default for EscalationConfig {
     fn default() -> Self {
-        Self { factor: 2.0, max_ttl: "24h".into(), memory: "24h".into() }
+        Self {
+            factor: 2.0,
+            max_ttl: "24h".into(),
+            memory: "24h".into(),
+        }
     }
 }
 
 impl Default for AggregationConfig {
     fn default() -> Self {
-        Self { min_addresses: 16, period: "60s".into(), prefix_v4: 24, prefix_v6: 64, ttl: "10m".into() }
+        Self {
+            min_addresses: 16,
+            period: "60s".into(),
+            prefix_v4: 24,
+            prefix_v6: 64,
+            ttl: "10m".into(),
+        }
     }
 }
 
@@ -387,80 +417,149 @@ pub struct Settings {
 /// Loads and validates a file (refusing one writable by group or others).
 pub fn load_file(path: &Path) -> Result<Settings, ConfigError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     if meta.permissions().mode() & 0o022 != 0 {
         return Err(ConfigError::Insecure { path: path.into() });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
     parse(&text, &path.display().to_string())
 }
 
 /// Parses and validates TOML text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
-    let config: Config = toml::from_str(text)
-        .map_err(|e| ConfigError::Parse { origin: origin.into(), message: e.to_string().trim().replace('\n', " ") })?;
+    let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.into(),
+        message: e.to_string().trim().replace('\n', " "),
+    })?;
     validate(&config, origin)
 }
 
 fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
-    let invalid = |key: &str, problem: String| ConfigError::Invalid { origin: origin.into(), key: key.into(), problem };
-    let duration = |key: &str, text: &str| parse_duration(text).map_err(|e| invalid(key, e.to_string()));
+    let invalid = |key: &str, problem: String| ConfigError::Invalid {
+        origin: origin.into(),
+        key: key.into(),
+        problem,
+    };
+    let duration =
+        |key: &str, text: &str| parse_duration(text).map_err(|e| invalid(key, e.to_string()));
     let skb = match c.filter.attach_mode.as_str() {
         "driver" => false,
         "skb" => true,
-        other => return Err(invalid("filter.attach_mode", format!("'{other}' is not one of driver, skb"))),
+        other => {
+            return Err(invalid(
+                "filter.attach_mode",
+                format!("'{other}' is not one of driver, skb"),
+            ));
+        }
     };
     if c.filter.ports.is_empty() || c.filter.ports.contains(&0) {
-        return Err(invalid("filter.ports", "needs at least one port, none of them 0".into()));
+        return Err(invalid(
+            "filter.ports",
+            "needs at least one port, none of them 0".into(),
+        ));
     }
     if c.filter.ports.len() > filter_common::capacity::PORTS as usize {
-        return Err(invalid("filter.ports", format!("at most {} ports", filter_common::capacity::PORTS)));
+        return Err(invalid(
+            "filter.ports",
+            format!("at most {} ports", filter_common::capacity::PORTS),
+        ));
     }
     if c.sampling.budget_per_sec == 0 {
-        return Err(invalid("sampling.budget_per_sec", "must be at least 1".into()));
+        return Err(invalid(
+            "sampling.budget_per_sec",
+            "must be at least 1".into(),
+        ));
     }
     if !(1..=filter_common::SAMPLE_PAYLOAD_MAX as u32).contains(&c.sampling.payload_bytes) {
-        return Err(invalid("sampling.payload_bytes", format!("must be 1..={}", filter_common::SAMPLE_PAYLOAD_MAX)));
+        return Err(invalid(
+            "sampling.payload_bytes",
+            format!("must be 1..={}", filter_common::SAMPLE_PAYLOAD_MAX),
+        ));
     }
     if c.state.max_tracked < 1024 || c.state.max_tracked > 1 << 26 {
-        return Err(invalid("state.max_tracked", "must be 1024..=67108864".into()));
+        return Err(invalid(
+            "state.max_tracked",
+            "must be 1024..=67108864".into(),
+        ));
     }
     let sweep_interval = duration("state.sweep_interval", &c.state.sweep_interval)?;
     if sweep_interval < Duration::from_millis(100) {
-        return Err(invalid("state.sweep_interval", "must be at least 100ms".into()));
+        return Err(invalid(
+            "state.sweep_interval",
+            "must be at least 100ms".into(),
+        ));
     }
     let metrics_listen = match c.metrics.listen.as_str() {
         "off" | "" => None,
-        text => Some(text.parse::<SocketAddr>().map_err(|_| invalid("metrics.listen", format!("'{text}' is not an address:port or \"off\"")))?),
+        text => Some(text.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "metrics.listen",
+                format!("'{text}' is not an address:port or \"off\""),
+            )
+        })?),
     };
-    let log_level = c.log.level.parse::<log::LevelFilter>().map_err(|_| invalid("log.level", format!("'{}' is not one of error, warn, info, debug, trace, off", c.log.level)))?;
+    let log_level = c.log.level.parse::<log::LevelFilter>().map_err(|_| {
+        invalid(
+            "log.level",
+            format!(
+                "'{}' is not one of error, warn, info, debug, trace, off",
+                c.log.level
+            ),
+        )
+    })?;
     let allow = c
         .allow
         .iter()
         .enumerate()
-        .map(|(i, text)| text.parse::<Target>().map_err(|e| invalid(&format!("allow[{i}]"), e.to_string())))
+        .map(|(i, text)| {
+            text.parse::<Target>()
+                .map_err(|e| invalid(&format!("allow[{i}]"), e.to_string()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut rules = Vec::new();
     for (i, r) in c.rules.iter().enumerate() {
         let at = |field: &str| format!("rules[{i}].{field}");
         if r.name.is_empty() || r.name.len() > filter_common::REASON_TEXT_LEN {
-            return Err(invalid(&at("name"), format!("must be 1..={} bytes", filter_common::REASON_TEXT_LEN)));
+            return Err(invalid(
+                &at("name"),
+                format!("must be 1..={} bytes", filter_common::REASON_TEXT_LEN),
+            ));
         }
         if c.rules[..i].iter().any(|o| o.name == r.name) {
-            return Err(invalid(&at("name"), format!("'{}' is used by an earlier rule", r.name)));
+            return Err(invalid(
+                &at("name"),
+                format!("'{}' is used by an earlier rule", r.name),
+            ));
         }
         let key = match r.key.as_str() {
             "source" => RuleKey::Source,
             "prefix" => RuleKey::Prefix,
             "source+path" => RuleKey::SourcePath,
             "source+host" => RuleKey::SourceHost,
-            other => return Err(invalid(&at("key"), format!("'{other}' is not one of source, prefix, source+path, source+host"))),
+            other => {
+                return Err(invalid(
+                    &at("key"),
+                    format!("'{other}' is not one of source, prefix, source+path, source+host"),
+                ));
+            }
         };
         if r.prefix_v4 > 32 || r.prefix_v6 > 128 {
-            return Err(invalid(&at("prefix_v4"), "prefix lengths are 0..=32 (v4) and 0..=128 (v6)".into()));
+            return Err(invalid(
+                &at("prefix_v4"),
+                "prefix lengths are 0..=32 (v4) and 0..=128 (v6)".into(),
+            ));
         }
         if !(r.threshold_rps.is_finite() && r.threshold_rps > 0.0) {
-            return Err(invalid(&at("threshold_rps"), "must be a positive number".into()));
+            return Err(invalid(
+                &at("threshold_rps"),
+                "must be a positive number".into(),
+            ));
         }
         let window = duration(&at("window"), &r.window)?;
         if window < Duration::from_millis(100) || window > Duration::from_secs(3600) {
@@ -469,7 +568,12 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
         let block = match r.action.as_str() {
             "block" => true,
             "monitor" => false,
-            other => return Err(invalid(&at("action"), format!("'{other}' is not one of block, monitor"))),
+            other => {
+                return Err(invalid(
+                    &at("action"),
+                    format!("'{other}' is not one of block, monitor"),
+                ));
+            }
         };
         let ttl = duration(&at("ttl"), &r.ttl)?;
         if ttl.is_zero() {
@@ -497,10 +601,16 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
     }
     let a = &c.aggregation;
     if a.prefix_v4 > 32 || a.prefix_v6 > 128 {
-        return Err(invalid("aggregation.prefix_v4", "prefix lengths are 0..=32 (v4) and 0..=128 (v6)".into()));
+        return Err(invalid(
+            "aggregation.prefix_v4",
+            "prefix lengths are 0..=32 (v4) and 0..=128 (v6)".into(),
+        ));
     }
     if a.min_addresses == 1 {
-        return Err(invalid("aggregation.min_addresses", "1 would turn every block into a prefix block; use 0 (off) or ≥ 2".into()));
+        return Err(invalid(
+            "aggregation.min_addresses",
+            "1 would turn every block into a prefix block; use 0 (off) or ≥ 2".into(),
+        ));
     }
     Ok(Settings {
         interfaces: c.filter.interfaces.clone(),
@@ -554,7 +664,10 @@ mod tests {
             ("[filter]\nattach_mode = \"hw\"", "filter.attach_mode"),
             ("[sampling]\npayload_bytes = 999", "sampling.payload_bytes"),
             ("allow = [\"198.18.0.1/24\"]", "allow[0]"),
-            ("[[rules]]\nname = \"x\"\nthreshold_rps = -1", "rules[0].threshold_rps"),
+            (
+                "[[rules]]\nname = \"x\"\nthreshold_rps = -1",
+                "rules[0].threshold_rps",
+            ),
             ("[[rules]]\nname = \"x\"\nkey = \"cookie\"", "rules[0].key"),
             ("[[rules]]\nname = \"x\"\nttl = \"soon\"", "rules[0].ttl"),
             ("[metrics]\nlisten = \"everywhere\"", "metrics.listen"),

@@ -14,7 +14,10 @@ pub const SOCKET_ENV: &str = "FLOODGATE_CONTROL_SOCKET";
 /// The socket the CLI talks to.
 #[must_use]
 pub fn default_socket() -> PathBuf {
-    std::env::var_os(SOCKET_ENV).map_or_else(|| PathBuf::from("/run/floodgate/control.sock"), PathBuf::from)
+    std::env::var_os(SOCKET_ENV).map_or_else(
+        || PathBuf::from("/run/floodgate/control.sock"),
+        PathBuf::from,
+    )
 }
 
 /// Sends one request and reads the reply.

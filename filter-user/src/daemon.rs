@@ -14,8 +14,8 @@ use aya::maps::{Map, MapData, RingBuf};
 use filter_common::{config, counter, maps, reason};
 use serde_json::json;
 use tokio::{
-    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     io::unix::AsyncFd,
+    io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader},
     net::UnixListener,
     signal::unix::{SignalKind, signal},
 };
@@ -57,17 +57,24 @@ impl ConfigSource {
 pub fn run(pins: &Pins, args: RunArgs) -> Result<()> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
-        None if std::path::Path::new(cfg::DEFAULT_PATH).exists() => ConfigSource::File(cfg::DEFAULT_PATH.into()),
+        None if std::path::Path::new(cfg::DEFAULT_PATH).exists() => {
+            ConfigSource::File(cfg::DEFAULT_PATH.into())
+        }
         None => ConfigSource::Embedded,
     };
     let mut settings = source.load()?;
     apply_overrides(&mut settings, &args)?;
     crate::logging::init(settings.log_level);
     if settings.interfaces.is_empty() {
-        bail!("no interface to protect: pass --iface IF or set filter.interfaces in the configuration");
+        bail!(
+            "no interface to protect: pass --iface IF or set filter.interfaces in the configuration"
+        );
     }
     log::info!("configuration: {source:?}");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     runtime.block_on(async move {
         let mut daemon = Daemon::start(pins.clone(), settings, source, args).await?;
         let outcome = daemon.serve().await;
@@ -86,7 +93,9 @@ fn apply_overrides(settings: &mut Settings, args: &RunArgs) -> Result<()> {
     if let Some(listen) = &args.metrics_listen {
         settings.metrics_listen = match listen.as_str() {
             "off" => None,
-            text => Some(text.parse().with_context(|| format!("--metrics-listen: '{text}' is not address:port or off"))?),
+            text => Some(text.parse().with_context(|| {
+                format!("--metrics-listen: '{text}' is not address:port or off")
+            })?),
         };
     }
     if let Some(socket) = &args.control_socket {
@@ -111,7 +120,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(pins: Pins, settings: Settings, source: ConfigSource, args: RunArgs) -> Result<Self> {
+    async fn start(
+        pins: Pins,
+        settings: Settings,
+        source: ConfigSource,
+        args: RunArgs,
+    ) -> Result<Self> {
         {
             let _lock = pins.lock()?;
             let loaded = attach::ensure_loaded(&pins)?;
@@ -126,11 +140,13 @@ impl Daemon {
         let sample_every = filter.setting(config::SAMPLE_EVERY)?.max(1);
         let last_starts = filter.counters()?[counter::REQUEST_STARTS as usize];
         let ring_path = pins.map(maps::SAMPLES);
-        let ring = MapData::from_pin(&ring_path).with_context(|| format!("open {}", ring_path.display()))?;
+        let ring = MapData::from_pin(&ring_path)
+            .with_context(|| format!("open {}", ring_path.display()))?;
         let ring = RingBuf::try_from(Map::from_map_data(ring)?)?;
         // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for as long as the
         // AsyncFd (which owns the RingBuf) lives.
-        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("register ring buffer with tokio: {e}"))?;
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow::anyhow!("register ring buffer with tokio: {e}"))?;
         if let Some(listen) = settings.metrics_listen {
             m::install(listen)?;
             log::info!("metrics on http://{listen}/metrics");
@@ -152,8 +168,15 @@ impl Daemon {
             sample_every,
         };
         daemon.apply_kernel_settings(&settings, &[])?;
-        notify(&format!("READY=1\nSTATUS=protecting {}", settings.interfaces.join(", ")));
-        log::info!("ready: protecting {} (ports {:?})", settings.interfaces.join(", "), settings.ports);
+        notify(&format!(
+            "READY=1\nSTATUS=protecting {}",
+            settings.interfaces.join(", ")
+        ));
+        log::info!(
+            "ready: protecting {} (ports {:?})",
+            settings.interfaces.join(", "),
+            settings.ports
+        );
         Ok(daemon)
     }
 
@@ -211,18 +234,33 @@ impl Daemon {
         let action = if d.block { "block" } else { "monitor" };
         metrics::counter!(m::DECISIONS, "rule" => d.rule.clone(), "action" => action).increment(1);
         if !d.block {
-            log::info!("monitor: {} over rule {} at {:.0} req/s (threshold {:.0}); not blocked (action = monitor)", d.target, d.rule, d.rate, d.threshold);
+            log::info!(
+                "monitor: {} over rule {} at {:.0} req/s (threshold {:.0}); not blocked (action = monitor)",
+                d.target,
+                d.rule,
+                d.rate,
+                d.threshold
+            );
             return;
         }
         match self.filter.is_allowed(d.target.ip) {
             Ok(true) => {
-                log::info!("not blocking {}: on the allow list (rule {}, {:.0} req/s)", d.target, d.rule, d.rate);
+                log::info!(
+                    "not blocking {}: on the allow list (rule {}, {:.0} req/s)",
+                    d.target,
+                    d.rule,
+                    d.rate
+                );
                 return;
             }
             Ok(false) => {}
             Err(err) => log::warn!("allow list lookup for {}: {err}", d.target),
         }
-        let code = if d.aggregate { reason::AGGREGATE } else { reason::RULE };
+        let code = if d.aggregate {
+            reason::AGGREGATE
+        } else {
+            reason::RULE
+        };
         let entry = block_entry(Some(d.ttl), code, &d.rule);
         // Never shorten a block already in force (e.g. an operator's permanent one).
         if let Ok(Some(existing)) = self.filter.block_entry(d.target)
@@ -247,7 +285,11 @@ impl Daemon {
             format_duration(d.ttl),
             d.offence,
             latency * 1000.0,
-            if d.aggregate { " (prefix aggregated from blocked members)" } else { "" }
+            if d.aggregate {
+                " (prefix aggregated from blocked members)"
+            } else {
+                ""
+            }
         );
     }
 
@@ -259,13 +301,17 @@ impl Daemon {
         match self.filter.counters() {
             Ok(counters) => {
                 for index in counter::OUTCOMES {
-                    metrics::counter!(m::PACKETS, "outcome" => counter::NAMES[index as usize]).absolute(counters[index as usize]);
+                    metrics::counter!(m::PACKETS, "outcome" => counter::NAMES[index as usize])
+                        .absolute(counters[index as usize]);
                 }
                 let starts = counters[counter::REQUEST_STARTS as usize];
                 metrics::counter!(m::REQUEST_STARTS).absolute(starts);
-                metrics::counter!(m::SAMPLES, "fate" => "taken").absolute(counters[counter::SAMPLES as usize]);
-                metrics::counter!(m::SAMPLES, "fate" => "lost").absolute(counters[counter::SAMPLES_LOST as usize]);
-                metrics::counter!(m::SAMPLES, "fate" => "unverified").absolute(counters[counter::SAMPLES_UNVERIFIED as usize]);
+                metrics::counter!(m::SAMPLES, "fate" => "taken")
+                    .absolute(counters[counter::SAMPLES as usize]);
+                metrics::counter!(m::SAMPLES, "fate" => "lost")
+                    .absolute(counters[counter::SAMPLES_LOST as usize]);
+                metrics::counter!(m::SAMPLES, "fate" => "unverified")
+                    .absolute(counters[counter::SAMPLES_UNVERIFIED as usize]);
                 self.adapt_sampling(starts.saturating_sub(self.last_starts), elapsed);
                 self.last_starts = starts;
             }
@@ -273,7 +319,8 @@ impl Daemon {
         }
         metrics::gauge!(m::SAMPLE_EVERY).set(f64::from(self.sample_every));
         metrics::gauge!(m::TRACKED).set(self.detector.table().len() as f64);
-        metrics::gauge!(m::TRACKED_BYTES_PER_KEY).set(crate::rate::RateTable::bytes_per_key() as f64);
+        metrics::gauge!(m::TRACKED_BYTES_PER_KEY)
+            .set(crate::rate::RateTable::bytes_per_key() as f64);
         metrics::gauge!(m::MEMORY).set(m::resident_bytes() as f64);
         if self.last_sweep.elapsed() >= self.settings.sweep_interval {
             self.last_sweep = Instant::now();
@@ -284,7 +331,9 @@ impl Daemon {
     /// Keeps samples per second under the budget: N = ceil(request starts per second / budget).
     fn adapt_sampling(&mut self, starts: u64, elapsed: Duration) {
         let per_sec = starts as f64 / elapsed.as_secs_f64().max(0.001);
-        let wanted = (per_sec / f64::from(self.settings.sample_budget)).ceil().clamp(1.0, f64::from(MAX_SAMPLE_EVERY)) as u32;
+        let wanted = (per_sec / f64::from(self.settings.sample_budget))
+            .ceil()
+            .clamp(1.0, f64::from(MAX_SAMPLE_EVERY)) as u32;
         if wanted != self.sample_every {
             match self.filter.set_setting(config::SAMPLE_EVERY, wanted) {
                 Ok(()) => {
@@ -302,7 +351,16 @@ impl Daemon {
                 metrics::counter!(m::EXPIRED).increment(removed.len() as u64);
                 let shown: Vec<String> = removed.iter().take(8).map(Target::to_string).collect();
                 let more = removed.len().saturating_sub(shown.len());
-                log::info!("expired {} block(s): {}{}", removed.len(), shown.join(", "), if more > 0 { format!(" and {more} more") } else { String::new() });
+                log::info!(
+                    "expired {} block(s): {}{}",
+                    removed.len(),
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
                 for target in &removed {
                     self.detector.forget(target);
                 }
@@ -317,12 +375,21 @@ impl Daemon {
 
     /// Writes ports, sample size, monitor flag and the configuration's allow list (removing
     /// entries that an earlier configuration added and this one dropped).
-    fn apply_kernel_settings(&mut self, settings: &Settings, previous_allow: &[Target]) -> Result<()> {
+    fn apply_kernel_settings(
+        &mut self,
+        settings: &Settings,
+        previous_allow: &[Target],
+    ) -> Result<()> {
         let _lock = self.pins.lock()?;
         self.filter.set_ports(&settings.ports)?;
-        self.filter.set_setting(config::SAMPLE_BYTES, settings.payload_bytes)?;
-        self.filter.set_setting(config::MONITOR, u32::from(settings.monitor))?;
-        for gone in previous_allow.iter().filter(|t| !settings.allow.contains(t)) {
+        self.filter
+            .set_setting(config::SAMPLE_BYTES, settings.payload_bytes)?;
+        self.filter
+            .set_setting(config::MONITOR, u32::from(settings.monitor))?;
+        for gone in previous_allow
+            .iter()
+            .filter(|t| !settings.allow.contains(t))
+        {
             self.filter.disallow(*gone)?;
         }
         for target in &settings.allow {
@@ -344,13 +411,22 @@ impl Daemon {
                 match self.apply_kernel_settings(&new, &previous_allow) {
                     Ok(()) => {
                         self.detector.reconfigure(&new);
-                        log::info!("reloaded {:?}: {} rules, ports {:?}", self.source, new.rules.len(), new.ports);
+                        log::info!(
+                            "reloaded {:?}: {} rules, ports {:?}",
+                            self.source,
+                            new.rules.len(),
+                            new.ports
+                        );
                         self.settings = new;
                     }
-                    Err(err) => log::error!("reload: applying the new configuration failed: {err:#}"),
+                    Err(err) => {
+                        log::error!("reload: applying the new configuration failed: {err:#}")
+                    }
                 }
             }
-            Err(err) => log::error!("reload rejected, the running configuration stays in force: {err}"),
+            Err(err) => {
+                log::error!("reload rejected, the running configuration stays in force: {err}")
+            }
         }
         notify("READY=1");
     }
@@ -358,7 +434,11 @@ impl Daemon {
     async fn answer(&self, stream: tokio::net::UnixStream) {
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
-        let read = tokio::time::timeout(Duration::from_secs(1), BufReader::new(read).read_line(&mut line)).await;
+        let read = tokio::time::timeout(
+            Duration::from_secs(1),
+            BufReader::new(read).read_line(&mut line),
+        )
+        .await;
         if !matches!(read, Ok(Ok(n)) if n > 0) {
             return;
         }
@@ -366,7 +446,11 @@ impl Daemon {
             Ok(request) => self.control_reply(&request),
             Err(err) => json!({ "error": format!("bad request: {err}") }),
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(format!("{reply}\n").as_bytes())).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            write.write_all(format!("{reply}\n").as_bytes()),
+        )
+        .await;
     }
 
     fn control_reply(&self, request: &serde_json::Value) -> serde_json::Value {
@@ -377,18 +461,23 @@ impl Daemon {
                     .detector
                     .top(limit)
                     .into_iter()
-                    .map(|t| json!({
-                        "key": t.addr.map(|a| a.to_string()).unwrap_or_default(),
-                        "rule": "*",
-                        "rate": t.rate,
-                        "samples": t.samples,
-                        "paths": t.paths.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
-                        "path_counts": t.paths,
-                    }))
+                    .map(|t| {
+                        json!({
+                            "key": t.addr.map(|a| a.to_string()).unwrap_or_default(),
+                            "rule": "*",
+                            "rate": t.rate,
+                            "samples": t.samples,
+                            "paths": t.paths.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+                            "path_counts": t.paths,
+                        })
+                    })
                     .collect();
                 json!({ "top": rows, "tracked": self.detector.table().len(), "bytes_per_client": crate::rate::RateTable::bytes_per_key() })
             }
-            Some("why") => match request["addr"].as_str().and_then(|a| a.parse::<IpAddr>().ok()) {
+            Some("why") => match request["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+            {
                 Some(ip) => {
                     let rates: Vec<serde_json::Value> = self
                         .detector
@@ -416,9 +505,16 @@ impl Daemon {
         notify("STOPPING=1");
         let _ = std::fs::remove_file(&self.settings.control_socket);
         if self.detach_on_exit {
-            let detached = self.pins.lock().map_err(anyhow::Error::from).and_then(|_lock| Ok(attach::detach_all(&self.pins)?));
+            let detached = self
+                .pins
+                .lock()
+                .map_err(anyhow::Error::from)
+                .and_then(|_lock| Ok(attach::detach_all(&self.pins)?));
             match detached {
-                Ok(ifaces) => log::info!("detached from {} and removed the pins (--detach-on-exit)", ifaces.join(", ")),
+                Ok(ifaces) => log::info!(
+                    "detached from {} and removed the pins (--detach-on-exit)",
+                    ifaces.join(", ")
+                ),
                 Err(err) => log::error!("detach on exit: {err:#}"),
             }
         }
@@ -437,7 +533,8 @@ fn bind_control(path: &std::path::Path) -> Result<UnixListener> {
         }
         std::fs::remove_file(path).with_context(|| format!("remove stale {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).with_context(|| format!("bind control socket {}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("bind control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }

@@ -149,24 +149,45 @@ impl Detector {
             let (target, sub) = match rule.key {
                 RuleKey::Source => (Target::host(sample.src), 0),
                 RuleKey::Prefix => {
-                    let len = if sample.src.is_ipv4() { rule.prefix_v4 } else { rule.prefix_v6 };
+                    let len = if sample.src.is_ipv4() {
+                        rule.prefix_v4
+                    } else {
+                        rule.prefix_v6
+                    };
                     (Target::covering(sample.src, len), 0)
                 }
                 RuleKey::SourcePath => (Target::host(sample.src), self.sub_hash(request.path)),
-                RuleKey::SourceHost => (Target::host(sample.src), self.sub_hash(&request.host.unwrap_or("").to_ascii_lowercase())),
+                RuleKey::SourceHost => (
+                    Target::host(sample.src),
+                    self.sub_hash(&request.host.unwrap_or("").to_ascii_lowercase()),
+                ),
             };
-            let key = RateKey { addr: target.key(), sub, rule: index as u8 };
+            let key = RateKey {
+                addr: target.key(),
+                sub,
+                rule: index as u8,
+            };
             let window_ns = rule.window.as_nanos() as u64;
-            let estimate = self.table.observe(&key, sample.ktime_ns, window_ns, sample.weight);
+            let estimate = self
+                .table
+                .observe(&key, sample.ktime_ns, window_ns, sample.weight);
             heaviest = heaviest.max(estimate.rate / rule.threshold_rps);
-            if estimate.rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
+            if estimate.rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples
+            {
                 continue;
             }
-            if self.decided.get(&target).is_some_and(|until| *until > sample.ktime_ns) {
+            if self
+                .decided
+                .get(&target)
+                .is_some_and(|until| *until > sample.ktime_ns)
+            {
                 continue;
             }
             let (offence, ttl) = self.escalate(target.ip, rule.ttl, sample.ktime_ns, rule.block);
-            self.decided.insert(target, sample.ktime_ns.saturating_add(ttl.as_nanos() as u64));
+            self.decided.insert(
+                target,
+                sample.ktime_ns.saturating_add(ttl.as_nanos() as u64),
+            );
             decisions.push(Decision {
                 target,
                 rule: rule.name.clone(),
@@ -185,7 +206,11 @@ impl Detector {
         if heaviest >= TOP_MIN_SHARE {
             self.note_talker(sample, request.path);
         }
-        let aggregated: Vec<Decision> = decisions.iter().filter(|d| d.block && d.target.is_host()).filter_map(|d| self.aggregate(d)).collect();
+        let aggregated: Vec<Decision> = decisions
+            .iter()
+            .filter(|d| d.block && d.target.is_host())
+            .filter_map(|d| self.aggregate(d))
+            .collect();
         decisions.extend(aggregated);
         decisions
     }
@@ -201,7 +226,13 @@ impl Detector {
         h.finish() | 1
     }
 
-    fn escalate(&mut self, ip: IpAddr, base: Duration, now_ns: u64, count: bool) -> (u32, Duration) {
+    fn escalate(
+        &mut self,
+        ip: IpAddr,
+        base: Duration,
+        now_ns: u64,
+        count: bool,
+    ) -> (u32, Duration) {
         let memory = self.settings.offence_memory.as_nanos() as u64;
         let entry = self.offences.entry(ip).or_insert((0, now_ns));
         if now_ns.saturating_sub(entry.1) > memory {
@@ -213,7 +244,9 @@ impl Detector {
         }
         let offence = entry.0.max(1);
         let factor = self.settings.escalation_factor.powi(offence as i32 - 1);
-        let ttl = base.mul_f64(factor.min(1e6)).min(self.settings.max_ttl.max(base));
+        let ttl = base
+            .mul_f64(factor.min(1e6))
+            .min(self.settings.max_ttl.max(base));
         (offence, ttl)
     }
 
@@ -223,7 +256,11 @@ impl Detector {
             return None;
         }
         let ip = decision.target.ip;
-        let len = if ip.is_ipv4() { self.settings.aggregate_v4 } else { self.settings.aggregate_v6 };
+        let len = if ip.is_ipv4() {
+            self.settings.aggregate_v4
+        } else {
+            self.settings.aggregate_v6
+        };
         let prefix = Target::covering(ip, len);
         let period = self.settings.aggregate_period.as_nanos() as u64;
         let now = decision.crossed_ns;
@@ -235,7 +272,8 @@ impl Detector {
         }
         members.clear();
         let ttl = self.settings.aggregate_ttl;
-        self.decided.insert(prefix, now.saturating_add(ttl.as_nanos() as u64));
+        self.decided
+            .insert(prefix, now.saturating_add(ttl.as_nanos() as u64));
         Some(Decision {
             target: prefix,
             rule: "aggregate".into(),
@@ -252,19 +290,28 @@ impl Detector {
     fn note_talker(&mut self, sample: &SampleRecord, path: &str) {
         if !self.top.contains_key(&sample.src) && self.top.len() >= TOP_CAPACITY {
             // Space-saving: replace the quietest talker.
-            let quietest = self.top.iter().min_by(|a, b| (a.1.rate + a.1.pending).total_cmp(&(b.1.rate + b.1.pending))).map(|(ip, _)| *ip);
+            let quietest = self
+                .top
+                .iter()
+                .min_by(|a, b| (a.1.rate + a.1.pending).total_cmp(&(b.1.rate + b.1.pending)))
+                .map(|(ip, _)| *ip);
             if let Some(ip) = quietest {
                 self.top.remove(&ip);
             }
         }
-        let talker = self.top.entry(sample.src).or_insert_with(|| Talker { addr: Some(sample.src), ..Talker::default() });
+        let talker = self.top.entry(sample.src).or_insert_with(|| Talker {
+            addr: Some(sample.src),
+            ..Talker::default()
+        });
         talker.pending += f64::from(sample.weight);
         talker.samples += 1;
         let path = &path[..path.len().min(64)];
         if let Some(slot) = talker.paths.iter_mut().find(|(p, _)| p == path) {
             slot.1 += u64::from(sample.weight);
         } else if talker.paths.len() < TOP_PATHS {
-            talker.paths.push((path.to_owned(), u64::from(sample.weight)));
+            talker
+                .paths
+                .push((path.to_owned(), u64::from(sample.weight)));
         } else if let Some(min) = talker.paths.iter_mut().min_by_key(|(_, c)| *c) {
             *min = (path.to_owned(), min.1 + u64::from(sample.weight));
         }
@@ -281,7 +328,8 @@ impl Detector {
         self.top.retain(|_, t| t.rate >= 0.05);
         self.decided.retain(|_, until| *until > now_ns);
         let memory = self.settings.offence_memory.as_nanos() as u64;
-        self.offences.retain(|_, (_, at)| now_ns.saturating_sub(*at) <= memory);
+        self.offences
+            .retain(|_, (_, at)| now_ns.saturating_sub(*at) <= memory);
         let period = self.settings.aggregate_period.as_nanos() as u64;
         self.aggregates.retain(|_, m| {
             m.retain(|(_, at)| now_ns.saturating_sub(*at) <= period);
@@ -310,11 +358,26 @@ impl Detector {
             .filter_map(|(index, rule)| {
                 let addr = match rule.key {
                     RuleKey::Source => ip_key(ip),
-                    RuleKey::Prefix => Target::covering(ip, if ip.is_ipv4() { rule.prefix_v4 } else { rule.prefix_v6 }).key(),
+                    RuleKey::Prefix => Target::covering(
+                        ip,
+                        if ip.is_ipv4() {
+                            rule.prefix_v4
+                        } else {
+                            rule.prefix_v6
+                        },
+                    )
+                    .key(),
                     RuleKey::SourcePath | RuleKey::SourceHost => return None,
                 };
-                let key = RateKey { addr, sub: 0, rule: index as u8 };
-                let rate = self.table.peek(&key, now_ns, rule.window.as_nanos() as u64).map_or(0.0, |e| e.rate);
+                let key = RateKey {
+                    addr,
+                    sub: 0,
+                    rule: index as u8,
+                };
+                let rate = self
+                    .table
+                    .peek(&key, now_ns, rule.window.as_nanos() as u64)
+                    .map_or(0.0, |e| e.rate);
                 Some((rule.name.clone(), rate, rule.threshold_rps))
             })
             .collect()
@@ -323,12 +386,19 @@ impl Detector {
 
 fn matches(rule: &Rule, request: &crate::http::RequestStart<'_>) -> bool {
     rule.method.as_deref().is_none_or(|m| m == request.method)
-        && rule.path_prefix.as_deref().is_none_or(|p| request.path.starts_with(p))
-        && rule.host.as_deref().is_none_or(|h| request.host.is_some_and(|rh| rh.eq_ignore_ascii_case(h)))
         && rule
-            .user_agent
+            .path_prefix
             .as_deref()
-            .is_none_or(|ua| request.user_agent.is_some_and(|r| r.to_ascii_lowercase().contains(ua)))
+            .is_none_or(|p| request.path.starts_with(p))
+        && rule
+            .host
+            .as_deref()
+            .is_none_or(|h| request.host.is_some_and(|rh| rh.eq_ignore_ascii_case(h)))
+        && rule.user_agent.as_deref().is_none_or(|ua| {
+            request
+                .user_agent
+                .is_some_and(|r| r.to_ascii_lowercase().contains(ua))
+        })
 }
 
 #[cfg(test)]
@@ -339,7 +409,15 @@ mod tests {
     fn sample(src: &str, t_ns: u64, weight: u32, payload: &[u8]) -> SampleRecord {
         let mut p = [0u8; SAMPLE_PAYLOAD_MAX];
         p[..payload.len()].copy_from_slice(payload);
-        SampleRecord { ktime_ns: t_ns, src: src.parse().unwrap(), sport: 40000, dport: 80, weight, captured_len: payload.len(), payload: p }
+        SampleRecord {
+            ktime_ns: t_ns,
+            src: src.parse().unwrap(),
+            sport: 40000,
+            dport: 80,
+            weight,
+            captured_len: payload.len(),
+            payload: p,
+        }
     }
 
     const GET: &[u8] = b"GET /api/items HTTP/1.1\r\nHost: shop\r\nUser-Agent: bot/1\r\n\r\n";
@@ -370,29 +448,44 @@ mod tests {
         let settings = config::parse("", "t").unwrap();
         let mut d = Detector::new(&settings);
         // One sample standing for 10,000 requests: rate looks huge, but one sample is no proof.
-        assert!(d.observe(&sample("198.18.1.3", 1_000_000_000, 10_000, GET)).is_empty());
+        assert!(
+            d.observe(&sample("198.18.1.3", 1_000_000_000, 10_000, GET))
+                .is_empty()
+        );
     }
 
     #[test]
     fn repeat_offenders_escalate_and_prefixes_aggregate() {
-        let text = "[aggregation]\nmin_addresses = 3\n[escalation]\nfactor = 3.0\nmax_ttl = \"1h\"\n";
+        let text =
+            "[aggregation]\nmin_addresses = 3\n[escalation]\nfactor = 3.0\nmax_ttl = \"1h\"\n";
         let settings = config::parse(text, "t").unwrap();
         let mut d = Detector::new(&settings);
         let mut all = Vec::new();
         for (round, base) in [(0u64, 1_000_000_000u64), (1, 700_000_000_000)] {
             for host in 1..=3 {
                 for i in 0..300u64 {
-                    all.extend(d.observe(&sample(&format!("198.18.7.{host}"), base + i * 1_000_000, 1, GET)));
+                    all.extend(d.observe(&sample(
+                        &format!("198.18.7.{host}"),
+                        base + i * 1_000_000,
+                        1,
+                        GET,
+                    )));
                 }
             }
             let _ = round;
             d.tick(base + 650_000_000_000, Duration::from_secs(1));
         }
-        let first: Vec<_> = all.iter().filter(|x| x.target.to_string() == "198.18.7.1").collect();
+        let first: Vec<_> = all
+            .iter()
+            .filter(|x| x.target.to_string() == "198.18.7.1")
+            .collect();
         assert_eq!(first.len(), 2);
         assert_eq!(first[0].ttl, Duration::from_secs(600));
         assert_eq!(first[1].ttl, Duration::from_secs(1800));
-        assert!(all.iter().any(|x| x.aggregate && x.target.to_string() == "198.18.7.0/24"));
+        assert!(
+            all.iter()
+                .any(|x| x.aggregate && x.target.to_string() == "198.18.7.0/24")
+        );
     }
 
     #[test]
@@ -401,7 +494,11 @@ mod tests {
         let settings = config::parse(text, "t").unwrap();
         let rule = &settings.rules[0];
         let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
-        let r = parse_request(b"POST /login/x HTTP/1.1\r\nHost: shop\r\nUser-Agent: evilbot\r\n\r\n", &mut scratch).unwrap();
+        let r = parse_request(
+            b"POST /login/x HTTP/1.1\r\nHost: shop\r\nUser-Agent: evilbot\r\n\r\n",
+            &mut scratch,
+        )
+        .unwrap();
         assert!(matches(rule, &r));
         let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
         let r = parse_request(b"GET /login HTTP/1.1\r\nHost: shop\r\n\r\n", &mut scratch).unwrap();

@@ -21,7 +21,9 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
     /// Nothing is loaded under the pin root.
-    #[error("Floodgate is not loaded (nothing pinned at {0}); start it with `floodgate run --iface IF`")]
+    #[error(
+        "Floodgate is not loaded (nothing pinned at {0}); start it with `floodgate run --iface IF`"
+    )]
     NotLoaded(PathBuf),
     /// A map operation failed.
     #[error("{op} on map {map}: {source}")]
@@ -80,8 +82,15 @@ pub struct Filter {
     ports: HashMap<MapData, u16, u32>,
 }
 
-fn open<T: TryFrom<Map, Error = MapError>>(pins: &Pins, name: &'static str) -> Result<T, FilterError> {
-    let map_err = |op, source| FilterError::Map { op, map: name, source };
+fn open<T: TryFrom<Map, Error = MapError>>(
+    pins: &Pins,
+    name: &'static str,
+) -> Result<T, FilterError> {
+    let map_err = |op, source| FilterError::Map {
+        op,
+        map: name,
+        source,
+    };
     let data = MapData::from_pin(pins.map(name)).map_err(|e| map_err("open pin", e))?;
     let map = Map::from_map_data(data).map_err(|e| map_err("open", e))?;
     T::try_from(map).map_err(|e| map_err("open typed", e))
@@ -98,10 +107,17 @@ fn is_missing(err: &MapError) -> bool {
 
 fn write_err(map: &'static str, cap: u32) -> impl FnOnce(MapError) -> FilterError {
     move |source| match &source {
-        MapError::SyscallError(e) if e.io_error.raw_os_error() == Some(libc::E2BIG) || e.io_error.raw_os_error() == Some(libc::ENOSPC) => {
+        MapError::SyscallError(e)
+            if e.io_error.raw_os_error() == Some(libc::E2BIG)
+                || e.io_error.raw_os_error() == Some(libc::ENOSPC) =>
+        {
             FilterError::Full { map, capacity: cap }
         }
-        _ => FilterError::Map { op: "insert", map, source },
+        _ => FilterError::Map {
+            op: "insert",
+            map,
+            source,
+        },
     }
 }
 
@@ -128,8 +144,17 @@ pub fn reason_string(raw: &[u8; REASON_TEXT_LEN]) -> String {
 #[must_use]
 pub fn block_entry(ttl: Option<Duration>, reason_code: u16, reason: &str) -> BlockEntry {
     let now = monotonic_ns();
-    let expires_ns = ttl.map_or(0, |ttl| now.saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)));
-    BlockEntry { expires_ns, added_ns: now, hits: 0, reason_code, _pad: [0; 6], reason_text: reason_text(reason) }
+    let expires_ns = ttl.map_or(0, |ttl| {
+        now.saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX))
+    });
+    BlockEntry {
+        expires_ns,
+        added_ns: now,
+        hits: 0,
+        reason_code,
+        _pad: [0; 6],
+        reason_text: reason_text(reason),
+    }
 }
 
 fn view(target: Target, entry: &BlockEntry, now: u64) -> BlockView {
@@ -143,7 +168,8 @@ fn view(target: Target, entry: &BlockEntry, now: u64) -> BlockView {
         reason: reason_string(&entry.reason_text),
         kind,
         hits: entry.hits,
-        ttl_remaining_secs: (entry.expires_ns != 0).then(|| entry.expires_ns.saturating_sub(now).div_ceil(1_000_000_000)),
+        ttl_remaining_secs: (entry.expires_ns != 0)
+            .then(|| entry.expires_ns.saturating_sub(now).div_ceil(1_000_000_000)),
         expired: !entry.in_force(now),
         added_ns: entry.added_ns,
     }
@@ -168,10 +194,14 @@ impl Filter {
     /// Writes a block entry for an address (exact map) or prefix (LPM trie).
     pub fn block(&mut self, target: Target, entry: &BlockEntry) -> Result<(), FilterError> {
         if target.is_host() {
-            self.exact.insert(&target.key(), entry, 0).map_err(write_err(maps::BLOCK_EXACT, capacity::BLOCK_EXACT))
+            self.exact
+                .insert(&target.key(), entry, 0)
+                .map_err(write_err(maps::BLOCK_EXACT, capacity::BLOCK_EXACT))
         } else {
             let key = Key::new(target.key_len(), target.key());
-            self.prefix.insert(&key, entry, 0).map_err(write_err(maps::BLOCK_PREFIX, capacity::BLOCK_PREFIX))
+            self.prefix
+                .insert(&key, entry, 0)
+                .map_err(write_err(maps::BLOCK_PREFIX, capacity::BLOCK_PREFIX))
         }
     }
 
@@ -180,7 +210,8 @@ impl Filter {
         let got = if target.is_host() {
             self.exact.get(&target.key(), 0)
         } else {
-            self.prefix.get(&Key::new(target.key_len(), target.key()), 0)
+            self.prefix
+                .get(&Key::new(target.key_len(), target.key()), 0)
         };
         match got {
             Ok(entry) => Ok(Some(entry)),
@@ -194,7 +225,8 @@ impl Filter {
         let removed = if target.is_host() {
             self.exact.remove(&target.key())
         } else {
-            self.prefix.remove(&Key::new(target.key_len(), target.key()))
+            self.prefix
+                .remove(&Key::new(target.key_len(), target.key()))
         };
         match removed {
             Ok(()) => Ok(true),
@@ -213,7 +245,11 @@ impl Filter {
         }
         for item in self.prefix.iter() {
             let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
-            out.push(view(Target::from_key(key.data(), key.prefix_len()), &entry, now));
+            out.push(view(
+                Target::from_key(key.data(), key.prefix_len()),
+                &entry,
+                now,
+            ));
         }
         Ok(out)
     }
@@ -236,13 +272,27 @@ impl Filter {
 
     /// Removes every block entry; returns how many.
     pub fn flush(&mut self) -> Result<usize, FilterError> {
-        let exact: Vec<Addr> = self.exact.keys().collect::<Result<_, _>>().map_err(map_err("iterate", maps::BLOCK_EXACT))?;
+        let exact: Vec<Addr> = self
+            .exact
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("iterate", maps::BLOCK_EXACT))?;
         for key in &exact {
-            self.exact.remove(key).or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) }).map_err(map_err("remove", maps::BLOCK_EXACT))?;
+            self.exact
+                .remove(key)
+                .or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) })
+                .map_err(map_err("remove", maps::BLOCK_EXACT))?;
         }
-        let prefixes: Vec<Key<Addr>> = self.prefix.keys().collect::<Result<_, _>>().map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
+        let prefixes: Vec<Key<Addr>> = self
+            .prefix
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
         for key in &prefixes {
-            self.prefix.remove(key).or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) }).map_err(map_err("remove", maps::BLOCK_PREFIX))?;
+            self.prefix
+                .remove(key)
+                .or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) })
+                .map_err(map_err("remove", maps::BLOCK_PREFIX))?;
         }
         Ok(exact.len() + prefixes.len())
     }
@@ -258,7 +308,9 @@ impl Filter {
             .collect();
         for key in expired {
             // Re-check: the entry may have been renewed since the scan.
-            if matches!(self.exact.get(&key, 0), Ok(e) if !e.in_force(now)) && self.exact.remove(&key).is_ok() {
+            if matches!(self.exact.get(&key, 0), Ok(e) if !e.in_force(now))
+                && self.exact.remove(&key).is_ok()
+            {
                 removed.push(Target::from_key(key, 128));
             }
         }
@@ -268,7 +320,9 @@ impl Filter {
             .filter_map(|item| item.ok().filter(|(_, e)| !e.in_force(now)).map(|(k, _)| k))
             .collect();
         for key in expired {
-            if matches!(self.prefix.get(&key, 0), Ok(e) if !e.in_force(now)) && self.prefix.remove(&key).is_ok() {
+            if matches!(self.prefix.get(&key, 0), Ok(e) if !e.in_force(now))
+                && self.prefix.remove(&key).is_ok()
+            {
                 removed.push(Target::from_key(key.data(), key.prefix_len()));
             }
         }
@@ -279,7 +333,13 @@ impl Filter {
     pub fn allow(&mut self, target: Target) -> Result<(), FilterError> {
         let key = Key::new(target.key_len(), target.key());
         self.allow
-            .insert(&key, &AllowEntry { added_ns: monotonic_ns() }, 0)
+            .insert(
+                &key,
+                &AllowEntry {
+                    added_ns: monotonic_ns(),
+                },
+                0,
+            )
             .map_err(write_err(maps::ALLOW, capacity::ALLOW))
     }
 
@@ -296,7 +356,11 @@ impl Filter {
     pub fn allowed(&self) -> Result<Vec<AllowView>, FilterError> {
         self.allow
             .keys()
-            .map(|key| key.map(|k| AllowView { target: Target::from_key(k.data(), k.prefix_len()) }))
+            .map(|key| {
+                key.map(|k| AllowView {
+                    target: Target::from_key(k.data(), k.prefix_len()),
+                })
+            })
             .collect::<Result<_, _>>()
             .map_err(map_err("iterate", maps::ALLOW))
     }
@@ -314,7 +378,10 @@ impl Filter {
     pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], FilterError> {
         let mut out = [0u64; counter::COUNT as usize];
         for (index, slot) in (0..counter::COUNT).zip(out.iter_mut()) {
-            let values = self.counters.get(&index, 0).map_err(map_err("read", maps::COUNTERS))?;
+            let values = self
+                .counters
+                .get(&index, 0)
+                .map_err(map_err("read", maps::COUNTERS))?;
             *slot = values.iter().sum();
         }
         Ok(out)
@@ -322,12 +389,16 @@ impl Filter {
 
     /// Reads a kernel-side setting.
     pub fn setting(&self, index: u32) -> Result<u32, FilterError> {
-        self.config.get(&index, 0).map_err(map_err("read", maps::CONFIG))
+        self.config
+            .get(&index, 0)
+            .map_err(map_err("read", maps::CONFIG))
     }
 
     /// Writes a kernel-side setting.
     pub fn set_setting(&mut self, index: u32, value: u32) -> Result<(), FilterError> {
-        self.config.set(index, &value, 0).map_err(map_err("write", maps::CONFIG))
+        self.config
+            .set(index, &value, 0)
+            .map_err(map_err("write", maps::CONFIG))
     }
 
     /// True in monitor mode.
@@ -337,7 +408,11 @@ impl Filter {
 
     /// The protected ports.
     pub fn ports(&self) -> Result<Vec<u16>, FilterError> {
-        let mut ports: Vec<u16> = self.ports.keys().collect::<Result<_, _>>().map_err(map_err("iterate", maps::PORTS))?;
+        let mut ports: Vec<u16> = self
+            .ports
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("iterate", maps::PORTS))?;
         ports.sort_unstable();
         Ok(ports)
     }
@@ -346,11 +421,15 @@ impl Filter {
     pub fn set_ports(&mut self, wanted: &[u16]) -> Result<(), FilterError> {
         for port in self.ports()? {
             if !wanted.contains(&port) {
-                self.ports.remove(&port).map_err(map_err("remove", maps::PORTS))?;
+                self.ports
+                    .remove(&port)
+                    .map_err(map_err("remove", maps::PORTS))?;
             }
         }
         for port in wanted {
-            self.ports.insert(port, &1, 0).map_err(write_err(maps::PORTS, capacity::PORTS))?;
+            self.ports
+                .insert(port, &1, 0)
+                .map_err(write_err(maps::PORTS, capacity::PORTS))?;
         }
         Ok(())
     }
@@ -380,7 +459,11 @@ mod tests {
 
     #[test]
     fn block_entry_expiry() {
-        let e = block_entry(Some(Duration::from_secs(60)), filter_common::reason::MANUAL, "x");
+        let e = block_entry(
+            Some(Duration::from_secs(60)),
+            filter_common::reason::MANUAL,
+            "x",
+        );
         assert!(e.in_force(monotonic_ns()));
         assert!(!e.in_force(e.expires_ns));
         let forever = block_entry(None, filter_common::reason::MANUAL, "x");

@@ -36,7 +36,11 @@ impl SampleRecord {
         // SAFETY: the length was checked; `Sample` is a plain repr(C) struct valid for every bit
         // pattern, read unaligned from the ring-buffer bytes.
         let raw: Sample = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        let src = if raw.flags & SAMPLE_FLAG_V6 != 0 { IpAddr::from(raw.saddr) } else { canonical(IpAddr::from(raw.saddr)) };
+        let src = if raw.flags & SAMPLE_FLAG_V6 != 0 {
+            IpAddr::from(raw.saddr)
+        } else {
+            canonical(IpAddr::from(raw.saddr))
+        };
         Some(Self {
             ktime_ns: raw.ktime_ns,
             src,
@@ -71,7 +75,10 @@ pub struct RequestStart<'a> {
 /// Parses a request start. `scratch` must hold the payload plus two bytes; a header cut off
 /// by the sample's end is ignored, complete lines are used. `None` when not even the request
 /// line is complete and valid.
-pub fn parse_request<'a>(payload: &[u8], scratch: &'a mut [u8; SAMPLE_PAYLOAD_MAX + 2]) -> Option<RequestStart<'a>> {
+pub fn parse_request<'a>(
+    payload: &[u8],
+    scratch: &'a mut [u8; SAMPLE_PAYLOAD_MAX + 2],
+) -> Option<RequestStart<'a>> {
     // Keep complete lines only, and terminate the head so httparse sees a complete request.
     let end = payload.windows(2).rposition(|w| w == b"\r\n")? + 2;
     scratch[..end].copy_from_slice(&payload[..end]);
@@ -99,7 +106,12 @@ pub fn parse_request<'a>(payload: &[u8], scratch: &'a mut [u8; SAMPLE_PAYLOAD_MA
             user_agent = std::str::from_utf8(h.value).ok();
         }
     }
-    Some(RequestStart { method: request.method?, path: request.path?, host, user_agent })
+    Some(RequestStart {
+        method: request.method?,
+        path: request.path?,
+        host,
+        user_agent,
+    })
 }
 
 fn parse_request_line(head: &[u8]) -> Option<RequestStart<'_>> {
@@ -107,7 +119,12 @@ fn parse_request_line(head: &[u8]) -> Option<RequestStart<'_>> {
     let line = std::str::from_utf8(line).ok()?.trim_end();
     let mut parts = line.split(' ');
     let (method, path) = (parts.next()?, parts.next()?);
-    Some(RequestStart { method, path, host: None, user_agent: None })
+    Some(RequestStart {
+        method,
+        path,
+        host: None,
+        user_agent: None,
+    })
 }
 
 #[cfg(test)]
@@ -117,27 +134,57 @@ mod tests {
     fn parse(text: &[u8]) -> Option<(String, String, Option<String>, Option<String>)> {
         let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
         parse_request(text, &mut scratch).map(|r| {
-            (r.method.to_owned(), r.path.to_owned(), r.host.map(str::to_owned), r.user_agent.map(str::to_owned))
+            (
+                r.method.to_owned(),
+                r.path.to_owned(),
+                r.host.map(str::to_owned),
+                r.user_agent.map(str::to_owned),
+            )
         })
     }
 
     #[test]
     fn complete_request() {
-        let r = parse(b"GET /api/login HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8\r\n\r\n").unwrap();
-        assert_eq!(r, ("GET".into(), "/api/login".into(), Some("shop.example".into()), Some("curl/8".into())));
+        let r =
+            parse(b"GET /api/login HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8\r\n\r\n")
+                .unwrap();
+        assert_eq!(
+            r,
+            (
+                "GET".into(),
+                "/api/login".into(),
+                Some("shop.example".into()),
+                Some("curl/8".into())
+            )
+        );
     }
 
     #[test]
     fn cut_mid_header_keeps_complete_lines() {
         let r = parse(b"POST /checkout HTTP/1.1\r\nHost: a.example\r\nUser-Ag").unwrap();
-        assert_eq!(r, ("POST".into(), "/checkout".into(), Some("a.example".into()), None));
+        assert_eq!(
+            r,
+            (
+                "POST".into(),
+                "/checkout".into(),
+                Some("a.example".into()),
+                None
+            )
+        );
         let r = parse(b"GET / HTTP/1.1\r\n").unwrap();
         assert_eq!(r.1, "/");
     }
 
     #[test]
     fn garbage_is_none_not_a_panic() {
-        for bad in [&b""[..], b"GET", b"\r\n", b"GET /x", b"\x00\xff\r\n\r\n", b"GET /\xff HTTP/1.1\r\n"] {
+        for bad in [
+            &b""[..],
+            b"GET",
+            b"\r\n",
+            b"GET /x",
+            b"\x00\xff\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\n",
+        ] {
             let _ = parse(bad);
         }
         assert!(parse(b"GET /x").is_none());

@@ -22,7 +22,15 @@ pub fn init(level: log::LevelFilter) {
             writeln!(f, "<{prio}>{}", record.args())
         });
     } else {
-        builder.format(|f, record| writeln!(f, "{} {:<5} {}", f.timestamp_millis(), record.level(), record.args()));
+        builder.format(|f, record| {
+            writeln!(
+                f,
+                "{} {:<5} {}",
+                f.timestamp_millis(),
+                record.level(),
+                record.args()
+            )
+        });
     }
     let _ = builder.try_init();
 }

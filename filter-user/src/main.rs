@@ -1,7 +1,10 @@
 //! `floodgate`: the daemon (`run`) and the operator CLI. Errors print as one line naming the
 //! problem; exit codes are listed in `--help` and the man page.
 
-#![allow(unused_crate_dependencies, reason = "the binary links the library and shares its dependency list")]
+#![allow(
+    unused_crate_dependencies,
+    reason = "the binary links the library and shares its dependency list"
+)]
 
 use std::process::ExitCode;
 
@@ -22,13 +25,28 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             use clap::error::ErrorKind;
-            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = err.print();
-                return ExitCode::from(if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 });
+                return ExitCode::from(
+                    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        2
+                    } else {
+                        0
+                    },
+                );
             }
             // One line naming the problem.
             let text = err.render().to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
             eprintln!("floodgate: {line}");
             return ExitCode::from(2);
         }
@@ -40,7 +58,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit_code(&err);
-            let hint = if code == 4 { " (run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)" } else { "" };
+            let hint = if code == 4 {
+                " (run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+            } else {
+                ""
+            };
             eprintln!("floodgate: {}{hint}", format!("{err:#}").replace('\n', " "));
             ExitCode::from(code)
         }
@@ -48,8 +70,10 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied))
-        || format!("{err:#}").contains("Operation not permitted")
+    if err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    }) || format!("{err:#}").contains("Operation not permitted")
     {
         return 4;
     }
@@ -69,7 +93,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<TargetError>().is_some()
         || err.downcast_ref::<DurationError>().is_some()
-        || matches!(err.downcast_ref::<PinsError>(), Some(PinsError::ForeignLayout { .. }))
+        || matches!(
+            err.downcast_ref::<PinsError>(),
+            Some(PinsError::ForeignLayout { .. })
+        )
     {
         return 2;
     }

@@ -43,18 +43,38 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         .install()
         .map_err(|e| anyhow::anyhow!("metrics exporter on {listen}: {e}"))?;
     describe_counter!(PACKETS, Unit::Count, "Packets by XDP outcome");
-    describe_counter!(REQUEST_STARTS, Unit::Count, "HTTP request starts seen by XDP");
+    describe_counter!(
+        REQUEST_STARTS,
+        Unit::Count,
+        "HTTP request starts seen by XDP"
+    );
     describe_counter!(SAMPLES, Unit::Count, "Request-start samples by fate");
     describe_gauge!(SAMPLE_EVERY, "Current 1-in-N sampling factor");
     describe_gauge!(ACTIVE_BLOCKS, Unit::Count, "Block entries in the maps");
     describe_counter!(DECISIONS, Unit::Count, "Detection decisions by rule");
-    describe_histogram!(DETECTION_LATENCY, Unit::Seconds, "Threshold crossing to block written");
+    describe_histogram!(
+        DETECTION_LATENCY,
+        Unit::Seconds,
+        "Threshold crossing to block written"
+    );
     describe_gauge!(TRACKED, Unit::Count, "Rate keys tracked");
-    describe_gauge!(TRACKED_BYTES_PER_KEY, Unit::Bytes, "Bytes of rate state per tracked key");
+    describe_gauge!(
+        TRACKED_BYTES_PER_KEY,
+        Unit::Bytes,
+        "Bytes of rate state per tracked key"
+    );
     describe_gauge!(MEMORY, Unit::Bytes, "Resident memory of the daemon");
     describe_counter!(EXPIRED, Unit::Count, "Expired block entries removed");
-    describe_counter!(DETECTOR_SAMPLES, Unit::Count, "Samples processed by the detector");
-    describe_counter!(WRITE_FAILURES, Unit::Count, "Decisions that could not be written");
+    describe_counter!(
+        DETECTOR_SAMPLES,
+        Unit::Count,
+        "Samples processed by the detector"
+    );
+    describe_counter!(
+        WRITE_FAILURES,
+        Unit::Count,
+        "Decisions that could not be written"
+    );
     Ok(())
 }
 
@@ -63,7 +83,11 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
 pub fn resident_bytes() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     pages * 4096
 }

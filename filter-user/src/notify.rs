@@ -5,7 +5,9 @@ use std::os::unix::net::UnixDatagram;
 
 /// Sends `state` to `$NOTIFY_SOCKET`, if set. Failures are logged, never fatal.
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let result = UnixDatagram::unbound().and_then(|socket| {
         let bytes = path.as_encoded_bytes();
         if let Some(name) = bytes.strip_prefix(b"@") {
@@ -24,5 +26,8 @@ pub fn notify(state: &str) {
 /// `RELOADING=1` with the monotonic timestamp systemd wants alongside it.
 #[must_use]
 pub fn reloading() -> String {
-    format!("RELOADING=1\nMONOTONIC_USEC={}", crate::clock::monotonic_ns() / 1000)
+    format!(
+        "RELOADING=1\nMONOTONIC_USEC={}",
+        crate::clock::monotonic_ns() / 1000
+    )
 }

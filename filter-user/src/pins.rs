@@ -74,7 +74,10 @@ impl Pins {
     /// Pins under `$FLOODGATE_PIN_ROOT` or the default root.
     #[must_use]
     pub fn from_env() -> Self {
-        Self::new(std::env::var_os(PIN_ROOT_ENV).map_or_else(|| PathBuf::from(DEFAULT_PIN_ROOT), PathBuf::from))
+        Self::new(
+            std::env::var_os(PIN_ROOT_ENV)
+                .map_or_else(|| PathBuf::from(DEFAULT_PIN_ROOT), PathBuf::from),
+        )
     }
 
     /// The pin root.
@@ -131,10 +134,18 @@ impl Pins {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(PinsError::Io { op: "read", path: dir, source }),
+            Err(source) => {
+                return Err(PinsError::Io {
+                    op: "read",
+                    path: dir,
+                    source,
+                });
+            }
         };
-        let mut names: Vec<String> =
-            entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -142,7 +153,11 @@ impl Pins {
     /// Fails unless the pin root's parent (or the root) lies on a bpffs, and refuses pins of
     /// another layout version.
     pub fn check(&self) -> Result<(), PinsError> {
-        let probe = if self.root.exists() { self.root.clone() } else { self.root.parent().unwrap_or(&self.root).to_path_buf() };
+        let probe = if self.root.exists() {
+            self.root.clone()
+        } else {
+            self.root.parent().unwrap_or(&self.root).to_path_buf()
+        };
         if !is_bpffs(&probe) {
             return Err(PinsError::NotBpffs { path: probe });
         }
@@ -150,7 +165,11 @@ impl Pins {
             for entry in entries.filter_map(Result::ok) {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name != LAYOUT_VERSION {
-                    return Err(PinsError::ForeignLayout { root: self.root.clone(), found: name, ours: LAYOUT_VERSION });
+                    return Err(PinsError::ForeignLayout {
+                        root: self.root.clone(),
+                        found: name,
+                        ours: LAYOUT_VERSION,
+                    });
                 }
             }
         }
@@ -162,23 +181,37 @@ impl Pins {
     pub fn lock(&self) -> Result<Lock, PinsError> {
         self.check()?;
         for dir in [self.maps_dir(), self.links_dir()] {
-            std::fs::create_dir_all(&dir).map_err(|source| PinsError::Io { op: "create", path: dir.clone(), source })?;
+            std::fs::create_dir_all(&dir).map_err(|source| PinsError::Io {
+                op: "create",
+                path: dir.clone(),
+                source,
+            })?;
         }
         let dir = self.layout_dir();
-        let file = File::open(&dir).map_err(|source| PinsError::Io { op: "open", path: dir.clone(), source })?;
+        let file = File::open(&dir).map_err(|source| PinsError::Io {
+            op: "open",
+            path: dir.clone(),
+            source,
+        })?;
         // SAFETY: flock on a file descriptor we own; it stays open as long as the Lock lives.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(PinsError::Io { op: "lock", path: dir, source: io::Error::last_os_error() });
+            return Err(PinsError::Io {
+                op: "lock",
+                path: dir,
+                source: io::Error::last_os_error(),
+            });
         }
         Ok(Lock { _dir: file })
     }
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     // SAFETY: all-zero is a valid statfs to be overwritten.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid NUL-terminated path and a writable statfs.
     let rc = unsafe { libc::statfs(c_path.as_ptr(), &raw mut stat) };
-    rc == 0 && i64::from(stat.f_type) == BPF_FS_MAGIC
+    rc == 0 && stat.f_type == BPF_FS_MAGIC
 }

@@ -59,7 +59,13 @@ impl RateTable {
         let n = capacity.max(PROBE).next_power_of_two();
         let seed = std::collections::hash_map::RandomState::new();
         let seed = std::hash::BuildHasher::hash_one(&seed, 0x5eed_u64) | 1;
-        Self { slots: vec![Slot::default(); n], mask: n - 1, seed, len: 0, evictions: 0 }
+        Self {
+            slots: vec![Slot::default(); n],
+            mask: n - 1,
+            seed,
+            len: 0,
+            evictions: 0,
+        }
     }
 
     /// Bytes of state per tracked key.
@@ -97,7 +103,9 @@ impl RateTable {
         let b = u64::from_le_bytes(key.addr[8..].try_into().unwrap_or_default());
         let mut h = self.seed;
         for word in [a, b, key.sub, u64::from(key.rule)] {
-            h = (h ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+            h = (h ^ word)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(29);
         }
         (h ^ (h >> 32)) as usize
     }
@@ -114,7 +122,14 @@ impl RateTable {
             } else {
                 self.evictions += 1;
             }
-            *slot = Slot { addr: key.addr, sub: key.sub, rule: key.rule, used: 1, window_id, ..Slot::default() };
+            *slot = Slot {
+                addr: key.addr,
+                sub: key.sub,
+                rule: key.rule,
+                used: 1,
+                window_id,
+                ..Slot::default()
+            };
         }
         roll(slot, window_id);
         slot.current = slot.current.saturating_add(weight);
@@ -126,17 +141,28 @@ impl RateTable {
     #[must_use]
     pub fn peek(&self, key: &RateKey, now_ns: u64, window_ns: u64) -> Option<Estimate> {
         let start = self.hash(key);
-        (0..PROBE).map(|i| &self.slots[(start + i) & self.mask]).find(|s| s.used != 0 && (s.addr, s.sub, s.rule) == (key.addr, key.sub, key.rule)).map(|s| {
-            let mut s = *s;
-            roll(&mut s, (now_ns / window_ns) as u32);
-            estimate(&s, now_ns, window_ns)
-        })
+        (0..PROBE)
+            .map(|i| &self.slots[(start + i) & self.mask])
+            .find(|s| s.used != 0 && (s.addr, s.sub, s.rule) == (key.addr, key.sub, key.rule))
+            .map(|s| {
+                let mut s = *s;
+                roll(&mut s, (now_ns / window_ns) as u32);
+                estimate(&s, now_ns, window_ns)
+            })
     }
 
     /// Every tracked key with its raw counts: (key, count in current + previous window).
     pub fn iter(&self) -> impl Iterator<Item = (RateKey, u32, u64)> + '_ {
         self.slots.iter().filter(|s| s.used != 0).map(|s| {
-            (RateKey { addr: s.addr, sub: s.sub, rule: s.rule }, s.window_id, u64::from(s.current) + u64::from(s.previous))
+            (
+                RateKey {
+                    addr: s.addr,
+                    sub: s.sub,
+                    rule: s.rule,
+                },
+                s.window_id,
+                u64::from(s.current) + u64::from(s.previous),
+            )
         })
     }
 
@@ -155,7 +181,11 @@ impl RateTable {
                 return index;
             }
             // Stale slots score 0; live ones by how much they currently count.
-            let score = if window_id.saturating_sub(slot.window_id) > 1 { 0 } else { u64::from(slot.current) + u64::from(slot.previous) + 1 };
+            let score = if window_id.saturating_sub(slot.window_id) > 1 {
+                0
+            } else {
+                u64::from(slot.current) + u64::from(slot.previous) + 1
+            };
             if score < victim_score {
                 victim_score = score;
                 victim = index;
@@ -185,7 +215,10 @@ fn roll(slot: &mut Slot, window_id: u32) {
 fn estimate(slot: &Slot, now_ns: u64, window_ns: u64) -> Estimate {
     let into = (now_ns % window_ns) as f64 / window_ns as f64;
     let count = f64::from(slot.previous) * (1.0 - into) + f64::from(slot.current);
-    Estimate { rate: count / (window_ns as f64 / 1e9), samples: slot.samples }
+    Estimate {
+        rate: count / (window_ns as f64 / 1e9),
+        samples: slot.samples,
+    }
 }
 
 #[cfg(test)]
@@ -197,7 +230,11 @@ mod tests {
     fn key(n: u32) -> RateKey {
         let mut addr = [0u8; 16];
         addr[12..].copy_from_slice(&n.to_be_bytes());
-        RateKey { addr, sub: 0, rule: 0 }
+        RateKey {
+            addr,
+            sub: 0,
+            rule: 0,
+        }
     }
 
     #[test]

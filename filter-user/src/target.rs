@@ -46,7 +46,10 @@ impl Target {
     #[must_use]
     pub fn host(ip: IpAddr) -> Self {
         let ip = canonical(ip);
-        Self { ip, len: max_len(ip) }
+        Self {
+            ip,
+            len: max_len(ip),
+        }
     }
 
     /// True when this is one address rather than a wider prefix.
@@ -78,7 +81,10 @@ impl Target {
             IpAddr::V4(_) => key_len.saturating_sub(V4_MAPPED_PREFIX_LEN),
             IpAddr::V6(_) => key_len,
         };
-        Self { ip, len: u8::try_from(len).unwrap_or(128) }
+        Self {
+            ip,
+            len: u8::try_from(len).unwrap_or(128),
+        }
     }
 
     /// The prefix of `len` bits that contains `ip`.
@@ -86,7 +92,10 @@ impl Target {
     pub fn covering(ip: IpAddr, len: u8) -> Self {
         let ip = canonical(ip);
         let len = len.min(max_len(ip));
-        Self { ip: mask(ip, len), len }
+        Self {
+            ip: mask(ip, len),
+            len,
+        }
     }
 
     /// True when `ip` lies inside this prefix.
@@ -123,12 +132,20 @@ fn mask(ip: IpAddr, len: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             IpAddr::V4((bits & m).into())
         }
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             IpAddr::V6((bits & m).into())
         }
     }
@@ -138,7 +155,9 @@ impl FromStr for Target {
     type Err = TargetError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let bad = || TargetError::BadAddress { input: input.to_owned() };
+        let bad = || TargetError::BadAddress {
+            input: input.to_owned(),
+        };
         let (addr, len) = match input.split_once('/') {
             Some((addr, len)) => (addr, Some(len)),
             None => (input, None),
@@ -149,13 +168,21 @@ impl FromStr for Target {
             None => max,
             Some(len) => match len.parse::<u8>() {
                 Ok(len) if len <= max => len,
-                _ => return Err(TargetError::BadLength { input: input.to_owned(), max }),
+                _ => {
+                    return Err(TargetError::BadLength {
+                        input: input.to_owned(),
+                        max,
+                    });
+                }
             },
         };
         let target = Self { ip, len };
         let masked = Self::covering(ip, len);
         if masked != target {
-            return Err(TargetError::HostBits { input: input.to_owned(), suggestion: masked });
+            return Err(TargetError::HostBits {
+                input: input.to_owned(),
+                suggestion: masked,
+            });
         }
         Ok(target)
     }
@@ -163,7 +190,11 @@ impl FromStr for Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_host() { write!(f, "{}", self.ip) } else { write!(f, "{}/{}", self.ip, self.len) }
+        if self.is_host() {
+            write!(f, "{}", self.ip)
+        } else {
+            write!(f, "{}/{}", self.ip, self.len)
+        }
     }
 }
 
@@ -203,21 +234,46 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_with_a_reason() {
-        assert!(matches!("198.18.0.1/24".parse::<Target>(), Err(TargetError::HostBits { .. })));
+        assert!(matches!(
+            "198.18.0.1/24".parse::<Target>(),
+            Err(TargetError::HostBits { .. })
+        ));
         assert_eq!(
             "198.18.0.1/24".parse::<Target>().unwrap_err().to_string(),
             "'198.18.0.1/24' has host bits set; did you mean 198.18.0.0/24?"
         );
-        assert!(matches!("198.18.0.0/33".parse::<Target>(), Err(TargetError::BadLength { .. })));
-        assert!(matches!("2001:2::/129".parse::<Target>(), Err(TargetError::BadLength { .. })));
-        assert!(matches!("198.18.0".parse::<Target>(), Err(TargetError::BadAddress { .. })));
-        assert!(matches!("".parse::<Target>(), Err(TargetError::BadAddress { .. })));
-        assert!(matches!("1.2.3.4/x".parse::<Target>(), Err(TargetError::BadLength { .. })));
+        assert!(matches!(
+            "198.18.0.0/33".parse::<Target>(),
+            Err(TargetError::BadLength { .. })
+        ));
+        assert!(matches!(
+            "2001:2::/129".parse::<Target>(),
+            Err(TargetError::BadLength { .. })
+        ));
+        assert!(matches!(
+            "198.18.0".parse::<Target>(),
+            Err(TargetError::BadAddress { .. })
+        ));
+        assert!(matches!(
+            "".parse::<Target>(),
+            Err(TargetError::BadAddress { .. })
+        ));
+        assert!(matches!(
+            "1.2.3.4/x".parse::<Target>(),
+            Err(TargetError::BadLength { .. })
+        ));
     }
 
     #[test]
     fn key_round_trip() {
-        for text in ["198.18.0.0/15", "198.18.0.9", "2001:2::/48", "2001:2::5", "0.0.0.0/0", "::/0"] {
+        for text in [
+            "198.18.0.0/15",
+            "198.18.0.9",
+            "2001:2::/48",
+            "2001:2::5",
+            "0.0.0.0/0",
+            "::/0",
+        ] {
             let t: Target = text.parse().unwrap();
             assert_eq!(Target::from_key(t.key(), t.key_len()), t, "{text}");
         }

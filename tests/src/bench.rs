@@ -7,7 +7,11 @@ use std::{io::Write as _, path::PathBuf};
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
 }
 
 /// Percentile (0..=100) of a non-empty list (nearest rank).
@@ -22,16 +26,34 @@ pub fn percentile(values: &mut [f64], p: f64) -> f64 {
 pub fn write_results(name: &str, text: &str, json: &serde_json::Value) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
     std::fs::create_dir_all(&dir).expect("create bench-results");
-    let stamp = String::from_utf8_lossy(&std::process::Command::new("date").arg("-u").arg("+%Y-%m-%dT%H:%M:%SZ").output().expect("date").stdout).trim().to_owned();
+    let stamp = String::from_utf8_lossy(
+        &std::process::Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%dT%H:%M:%SZ")
+            .output()
+            .expect("date")
+            .stdout,
+    )
+    .trim()
+    .to_owned();
     let header = format!("# {name} benchmark, {stamp}, kernel {}\n", kernel_release());
-    std::fs::File::create(dir.join(format!("{name}.txt"))).and_then(|mut f| f.write_all(format!("{header}{text}").as_bytes())).expect("write results");
+    std::fs::File::create(dir.join(format!("{name}.txt")))
+        .and_then(|mut f| f.write_all(format!("{header}{text}").as_bytes()))
+        .expect("write results");
     let mut json = json.clone();
     json["run_at"] = stamp.into();
-    std::fs::write(dir.join(format!("{name}.json")), serde_json::to_string_pretty(&json).expect("json")).expect("write json");
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(&json).expect("json"),
+    )
+    .expect("write json");
     print!("{header}{text}");
     println!("results written to bench-results/{name}.txt and .json");
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }

@@ -29,11 +29,17 @@ impl LoadedFilter {
         let pins = TempPins::new();
         {
             let _lock = pins.pins.lock().expect("lock pins");
-            filter_user::attach::ensure_loaded(&pins.pins).expect("load the XDP program (verifier)");
+            filter_user::attach::ensure_loaded(&pins.pins)
+                .expect("load the XDP program (verifier)");
         }
-        let program = Xdp::from_pin(pins.pins.program(), XdpAttachType::Interface).expect("open pinned program");
+        let program = Xdp::from_pin(pins.pins.program(), XdpAttachType::Interface)
+            .expect("open pinned program");
         let filter = Filter::open(&pins.pins).expect("open pinned maps");
-        Self { filter, program, pins }
+        Self {
+            filter,
+            program,
+            pins,
+        }
     }
 
     /// Runs one packet; returns the verdict.

@@ -21,16 +21,30 @@ use std::{
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    assert_eq!(uid, 0, "these tests load BPF programs and create network namespaces: run them as root (./x test)");
-    let bpffs = std::process::Command::new("stat").args(["-f", "-c", "%T", "/sys/fs/bpf"]).output().expect("stat");
-    assert_eq!(String::from_utf8_lossy(&bpffs.stdout).trim(), "bpf_fs", "bpffs is not mounted at /sys/fs/bpf (./x setup mounts it)");
+    assert_eq!(
+        uid, 0,
+        "these tests load BPF programs and create network namespaces: run them as root (./x test)"
+    );
+    let bpffs = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T", "/sys/fs/bpf"])
+        .output()
+        .expect("stat");
+    assert_eq!(
+        String::from_utf8_lossy(&bpffs.stdout).trim(),
+        "bpf_fs",
+        "bpffs is not mounted at /sys/fs/bpf (./x setup mounts it)"
+    );
 }
 
 /// A short name unique to this process and call, for namespaces, links and pin roots.
 #[must_use]
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}{}{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}{}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A pin root of its own under /sys/fs/bpf, detached and removed on drop.
@@ -45,7 +59,9 @@ impl TempPins {
     pub fn new() -> Self {
         require_root();
         let root = PathBuf::from("/sys/fs/bpf").join(unique("fgtest-"));
-        Self { pins: filter_user::pins::Pins::new(root) }
+        Self {
+            pins: filter_user::pins::Pins::new(root),
+        }
     }
 
     /// The root path.
@@ -75,20 +91,32 @@ pub fn floodgate_bin() -> PathBuf {
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/floodgate"),
         PathBuf::from,
     );
-    assert!(path.exists(), "floodgate binary not found at {} (run the tests with ./x test)", path.display());
+    assert!(
+        path.exists(),
+        "floodgate binary not found at {} (run the tests with ./x test)",
+        path.display()
+    );
     path
 }
 
 /// Runs `floodgate ARGS` against `pins` (in the host namespace) and returns its output.
 #[must_use]
 pub fn floodgate(pins: &TempPins, args: &[&str]) -> Output {
-    Command::new(floodgate_bin()).args(args).env("FLOODGATE_PIN_ROOT", pins.root()).output().expect("run floodgate")
+    Command::new(floodgate_bin())
+        .args(args)
+        .env("FLOODGATE_PIN_ROOT", pins.root())
+        .output()
+        .expect("run floodgate")
 }
 
 /// Like [`floodgate`], asserting success; returns stdout.
 pub fn floodgate_ok(pins: &TempPins, args: &[&str]) -> String {
     let out = floodgate(pins, args);
-    assert!(out.status.success(), "floodgate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "floodgate {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -112,7 +140,10 @@ impl ChildGuard {
             .stderr(Stdio::from(file))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Self { child, name: name.to_owned() }
+        Self {
+            child,
+            name: name.to_owned(),
+        }
     }
 
     /// Everything the child printed so far.
@@ -147,11 +178,19 @@ impl ChildGuard {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited ({status}) before logging {text:?}:\n{}", self.name, self.log());
+                panic!(
+                    "{} exited ({status}) before logging {text:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("{} did not log {text:?} within {timeout:?}:\n{}", self.name, self.log());
+        panic!(
+            "{} did not log {text:?} within {timeout:?}:\n{}",
+            self.name,
+            self.log()
+        );
     }
 }
 

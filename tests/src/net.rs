@@ -22,8 +22,15 @@ pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 
 /// Runs `args` in the host namespace, panicking with stderr on failure.
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A network namespace, deleted on drop (which also deletes its veth ends).
@@ -47,20 +54,33 @@ impl NetNs {
     #[must_use]
     pub fn cmd(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program);
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
         cmd
     }
 
     /// Runs `args` inside, panicking on failure.
     pub fn run(&self, args: &[&str]) {
-        let out = self.cmd(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        assert!(out.status.success(), "in {}: {args:?} failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .cmd(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "in {}: {args:?} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -85,14 +105,51 @@ impl Testbed {
         let client = NetNs::new("fgc");
         let server_if = unique("fgv");
         let client_if = format!("{server_if}c");
-        sh(&["ip", "link", "add", &server_if, "netns", &server.name, "type", "veth", "peer", "name", &client_if, "netns", &client.name]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &server_if,
+            "netns",
+            &server.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &client_if,
+            "netns",
+            &client.name,
+        ]);
         server.run(&["ip", "addr", "add", "198.18.0.1/16", "dev", &server_if]);
-        server.run(&["ip", "-6", "addr", "add", "2001:2::1/48", "dev", &server_if, "nodad"]);
+        server.run(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:2::1/48",
+            "dev",
+            &server_if,
+            "nodad",
+        ]);
         server.run(&["ip", "link", "set", &server_if, "up"]);
         client.run(&["ip", "addr", "add", "198.18.0.2/16", "dev", &client_if]);
-        client.run(&["ip", "-6", "addr", "add", "2001:2::2/48", "dev", &client_if, "nodad"]);
+        client.run(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:2::2/48",
+            "dev",
+            &client_if,
+            "nodad",
+        ]);
         client.run(&["ip", "link", "set", &client_if, "up"]);
-        Self { client, server, server_if, client_if }
+        Self {
+            client,
+            server,
+            server_if,
+            client_if,
+        }
     }
 
     /// Adds source addresses to the client end (198.18.0.0/16 or 2001:2::/48).
@@ -130,10 +187,18 @@ impl Testbed {
             ),
         )
         .expect("write nginx.conf");
-        let process = ChildGuard::spawn(&unique("nginx"), self.server.cmd("nginx").arg("-c").arg(&conf));
-        let nginx = Nginx { _process: process, dir };
+        let process = ChildGuard::spawn(
+            &unique("nginx"),
+            self.server.cmd("nginx").arg("-c").arg(&conf),
+        );
+        let nginx = Nginx {
+            _process: process,
+            dir,
+        };
         assert!(
-            wait_until(Duration::from_secs(10), || self.get(CLIENT_V4.into(), SERVER_V4.into()) == 200),
+            wait_until(Duration::from_secs(10), || self
+                .get(CLIENT_V4.into(), SERVER_V4.into())
+                == 200),
             "nginx did not answer in the server namespace"
         );
         nginx
@@ -162,7 +227,10 @@ impl Testbed {
             .arg(&url)
             .output()
             .expect("curl");
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
     }
 
     /// Starts the daemon in the server namespace on the server's veth with `config` (TOML).
@@ -185,7 +253,12 @@ impl Testbed {
                 .env("RUST_LOG", "info"),
         );
         process.wait_for_log("ready: protecting", Duration::from_secs(20));
-        Daemon { process, dir, socket, config_path }
+        Daemon {
+            process,
+            dir,
+            socket,
+            config_path,
+        }
     }
 }
 
@@ -223,8 +296,15 @@ impl Daemon {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         self.process.signal(libc::SIGTERM);
-        let status = self.process.wait_exit(Duration::from_secs(10)).expect("daemon exits on SIGTERM");
-        assert!(status.success(), "daemon exit status {status}:\n{}", self.process.log());
+        let status = self
+            .process
+            .wait_exit(Duration::from_secs(10))
+            .expect("daemon exits on SIGTERM");
+        assert!(
+            status.success(),
+            "daemon exit status {status}:\n{}",
+            self.process.log()
+        );
     }
 }
 
@@ -254,7 +334,12 @@ impl Testbed {
     /// The MAC address of the server's veth end.
     #[must_use]
     pub fn server_mac(&self) -> String {
-        let out = self.server.cmd("ip").args(["-j", "link", "show", &self.server_if]).output().expect("ip link");
+        let out = self
+            .server
+            .cmd("ip")
+            .args(["-j", "link", "show", &self.server_if])
+            .output()
+            .expect("ip link");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
         v[0]["address"].as_str().expect("mac").to_owned()
     }
@@ -262,22 +347,51 @@ impl Testbed {
     /// Compiles the round-robin source-binding shim (LD_PRELOAD) for wrk; returns its path.
     #[must_use]
     pub fn build_shim() -> PathBuf {
-        let out = std::env::temp_dir().join(unique("fg-shim-")).with_extension("so");
+        let out = std::env::temp_dir()
+            .join(unique("fg-shim-"))
+            .with_extension("so");
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shim/bind_round_robin.c");
-        sh(&["gcc", "-O2", "-shared", "-fPIC", "-o", out.to_str().expect("path"), src.to_str().expect("path"), "-ldl", "-lpthread"]);
+        sh(&[
+            "gcc",
+            "-O2",
+            "-shared",
+            "-fPIC",
+            "-o",
+            out.to_str().expect("path"),
+            src.to_str().expect("path"),
+            "-ldl",
+            "-lpthread",
+        ]);
         out
     }
 
     /// Runs wrk in the client namespace from `sources` (round robin) against `url` for
     /// `duration` with `connections`; bounded by wrk's own duration. Returns the child.
     #[must_use]
-    pub fn start_wrk(&self, shim: &std::path::Path, sources: &[IpAddr], url: &str, duration: Duration, connections: u32) -> ChildGuard {
+    pub fn start_wrk(
+        &self,
+        shim: &std::path::Path,
+        sources: &[IpAddr],
+        url: &str,
+        duration: Duration,
+        connections: u32,
+    ) -> ChildGuard {
         let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
         ChildGuard::spawn(
             &unique("wrk"),
             self.client
                 .cmd("wrk")
-                .args(["-t", "1", "-c", &connections.to_string(), "-d", &format!("{}s", duration.as_secs().max(1)), "--timeout", "1s", url])
+                .args([
+                    "-t",
+                    "1",
+                    "-c",
+                    &connections.to_string(),
+                    "-d",
+                    &format!("{}s", duration.as_secs().max(1)),
+                    "--timeout",
+                    "1s",
+                    url,
+                ])
                 .env("LD_PRELOAD", shim)
                 .env("FG_SOURCES", list.join(",")),
         )
@@ -286,7 +400,11 @@ impl Testbed {
 
 /// Opens a TCP connection to `dst` from the source address `src` (bound before connecting),
 /// giving up after `timeout`.
-pub fn connect_from(src: IpAddr, dst: std::net::SocketAddr, timeout: Duration) -> std::io::Result<std::net::TcpStream> {
+pub fn connect_from(
+    src: IpAddr,
+    dst: std::net::SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<std::net::TcpStream> {
     use std::os::fd::FromRawFd as _;
     // SAFETY: zeroed sockaddr_storage is a valid value to fill in.
     let mut local: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -331,7 +449,9 @@ pub fn connect_from(src: IpAddr, dst: std::net::SocketAddr, timeout: Duration) -
         let stream = std::net::TcpStream::from_raw_fd(fd);
         // Linux applies the send timeout to connect().
         stream.set_write_timeout(Some(timeout))?;
-        if libc::bind(fd, (&raw const local).cast(), len as u32) != 0 || libc::connect(fd, (&raw const remote).cast(), len as u32) != 0 {
+        if libc::bind(fd, (&raw const local).cast(), len as u32) != 0
+            || libc::connect(fd, (&raw const remote).cast(), len as u32) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         Ok(stream)

@@ -50,7 +50,11 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut u = Vec::new();
     u.extend(sport.to_be_bytes());
     u.extend(dport.to_be_bytes());
-    u.extend(u16::try_from(8 + payload.len()).unwrap_or(u16::MAX).to_be_bytes());
+    u.extend(
+        u16::try_from(8 + payload.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
     u.extend([0, 0]);
     u.extend(payload);
     u
@@ -145,11 +149,25 @@ pub fn checksum(bytes: &[u8]) -> u16 {
 /// An Ethernet/IPv4/TCP frame (the common case).
 #[must_use]
 pub fn v4_tcp(src: Ipv4Addr, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    ethernet(&[], ETH_IPV4, &ipv4(src, dst, 6, V4Opts::default(), &tcp(40000, dport, 0x18, payload)))
+    ethernet(
+        &[],
+        ETH_IPV4,
+        &ipv4(
+            src,
+            dst,
+            6,
+            V4Opts::default(),
+            &tcp(40000, dport, 0x18, payload),
+        ),
+    )
 }
 
 /// An Ethernet/IPv6/TCP frame.
 #[must_use]
 pub fn v6_tcp(src: Ipv6Addr, dst: Ipv6Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    ethernet(&[], ETH_IPV6, &ipv6(src, dst, &[], 6, &tcp(40000, dport, 0x18, payload)))
+    ethernet(
+        &[],
+        ETH_IPV6,
+        &ipv6(src, dst, &[], 6, &tcp(40000, dport, 0x18, payload)),
+    )
 }

@@ -8,7 +8,8 @@ fn loaded() -> LoadedFilter {
 }
 
 fn entries(pins: &TempPins) -> usize {
-    let v: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
     v.as_array().unwrap().len()
 }
 
@@ -30,12 +31,22 @@ fn bad_input_is_one_line_non_zero_and_writes_nothing() {
         let out = floodgate(pins, args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} must fail");
-        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line, got {stderr:?}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
         assert!(stderr.starts_with("floodgate: "), "{stderr}");
     }
-    assert_eq!(floodgate(pins, &["block", "add", "198.18.0.1/24"]).status.code(), Some(2));
+    assert_eq!(
+        floodgate(pins, &["block", "add", "198.18.0.1/24"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(entries(pins), 0, "nothing written by refused commands");
-    let allowed: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["allow", "list", "--json"])).unwrap();
+    let allowed: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["allow", "list", "--json"])).unwrap();
     assert_eq!(allowed.as_array().unwrap().len(), 0);
 }
 
@@ -43,7 +54,12 @@ fn bad_input_is_one_line_non_zero_and_writes_nothing() {
 fn nothing_loaded_and_no_bpffs_fail_clearly() {
     let pins = TempPins::new();
     let out = floodgate(&pins, &["block", "add", "198.18.0.1"]);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not loaded"));
     assert!(!pins.root().exists(), "a refused command creates no pins");
     let out = std::process::Command::new(floodgate_tests::floodgate_bin())
@@ -52,7 +68,11 @@ fn nothing_loaded_and_no_bpffs_fail_clearly() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not on a BPF filesystem"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not on a BPF filesystem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -69,7 +89,11 @@ fn concurrent_mutations_are_serialised() {
                         .env("FLOODGATE_PIN_ROOT", &root)
                         .output()
                         .unwrap();
-                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
             })
         })
@@ -86,28 +110,57 @@ fn concurrent_mutations_are_serialised() {
 fn listings_status_and_mode() {
     let f = loaded();
     let pins = &f.pins;
-    floodgate_ok(pins, &["block", "add", "198.18.3.0/24", "2001:2::9", "--ttl", "90s", "--reason", "scanner"]);
+    floodgate_ok(
+        pins,
+        &[
+            "block",
+            "add",
+            "198.18.3.0/24",
+            "2001:2::9",
+            "--ttl",
+            "90s",
+            "--reason",
+            "scanner",
+        ],
+    );
     floodgate_ok(pins, &["allow", "add", "198.18.0.10", "2001:2::/64"]);
-    let list: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
-    let first = list.as_array().unwrap().iter().find(|b| b["target"] == "198.18.3.0/24").expect("prefix listed");
+    let list: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
+    let first = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == "198.18.3.0/24")
+        .expect("prefix listed");
     assert_eq!(first["reason"], "scanner");
     assert!(first["ttl_remaining_secs"].as_u64().unwrap() <= 90);
     let text = floodgate_ok(pins, &["block", "list"]);
-    assert!(text.contains("2001:2::9") && text.contains("scanner"), "{text}");
-    let status: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["status", "--json"])).unwrap();
+    assert!(
+        text.contains("2001:2::9") && text.contains("scanner"),
+        "{text}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["status", "--json"])).unwrap();
     assert_eq!(status["mode"], "enforce");
     assert_eq!(status["maps"]["block_exact"]["entries"], 1);
     assert_eq!(status["maps"]["block_prefix"]["entries"], 1);
     assert_eq!(status["maps"]["allow"]["entries"], 2);
     assert!(status["program_id"].as_u64().unwrap() > 0);
     floodgate_ok(pins, &["mode", "monitor"]);
-    let status: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["status", "--json"])).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["status", "--json"])).unwrap();
     assert_eq!(status["mode"], "monitor");
-    let why: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["why", "198.18.3.7", "--json"])).unwrap();
+    let why: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["why", "198.18.3.7", "--json"])).unwrap();
     assert_eq!(why["block"]["target"], "198.18.3.0/24");
-    let why: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["why", "2001:2::9", "--json"])).unwrap();
+    let why: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["why", "2001:2::9", "--json"])).unwrap();
     assert_eq!(why["allow_listed"], true);
     assert_eq!(why["blocked"], false, "allow list wins: {why}");
-    let stats: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["stats", "--json"])).unwrap();
-    assert_eq!(stats.as_object().unwrap().len(), filter_common::counter::COUNT as usize);
+    let stats: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["stats", "--json"])).unwrap();
+    assert_eq!(
+        stats.as_object().unwrap().len(),
+        filter_common::counter::COUNT as usize
+    );
 }

@@ -24,16 +24,24 @@ fn stats(pins: &TempPins) -> serde_json::Value {
 }
 
 fn blocks(pins: &TempPins) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
     v.as_array().unwrap().clone()
 }
 
 #[test]
 fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
     let tb = Testbed::new();
-    let legit: Vec<IpAddr> = ["198.18.0.10", "198.18.0.11", "2001:2::10", "2001:2::11"].iter().map(|a| a.parse().unwrap()).collect();
-    let flood4: Vec<IpAddr> = (1..=32).map(|i| format!("198.18.2.{i}").parse().unwrap()).collect();
-    let flood6: Vec<IpAddr> = (1..=8).map(|i| format!("2001:2:0:2::{i}").parse().unwrap()).collect();
+    let legit: Vec<IpAddr> = ["198.18.0.10", "198.18.0.11", "2001:2::10", "2001:2::11"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let flood4: Vec<IpAddr> = (1..=32)
+        .map(|i| format!("198.18.2.{i}").parse().unwrap())
+        .collect();
+    let flood6: Vec<IpAddr> = (1..=8)
+        .map(|i| format!("2001:2:0:2::{i}").parse().unwrap())
+        .collect();
     tb.add_client_addrs(&legit);
     tb.add_client_addrs(&flood4);
     tb.add_client_addrs(&flood6);
@@ -50,46 +58,98 @@ fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
         for src in &legit {
             let (tb, ok, failed) = (&tb, &ok, &failed);
             scope.spawn(move || {
-                let dst: IpAddr = if src.is_ipv4() { SERVER_V4.into() } else { SERVER_V6.into() };
+                let dst: IpAddr = if src.is_ipv4() {
+                    SERVER_V4.into()
+                } else {
+                    SERVER_V6.into()
+                };
                 let end = Instant::now() + Duration::from_secs(8);
                 while Instant::now() < end {
-                    if tb.get(*src, dst) == 200 { ok.fetch_add(1, Ordering::Relaxed) } else { failed.fetch_add(1, Ordering::Relaxed) };
+                    if tb.get(*src, dst) == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    };
                     std::thread::sleep(Duration::from_millis(250));
                 }
             });
         }
         std::thread::sleep(Duration::from_secs(1));
         flood_start = monotonic_ns();
-        let mut wrk4 = tb.start_wrk(&shim, &flood4, &format!("http://{SERVER_V4}/"), Duration::from_secs(5), 64);
-        let mut wrk6 = tb.start_wrk(&shim, &flood6, &format!("http://[{SERVER_V6}]/"), Duration::from_secs(5), 16);
-        assert!(wrk4.wait_exit(Duration::from_secs(20)).is_some(), "wrk (v4) is bounded");
-        assert!(wrk6.wait_exit(Duration::from_secs(20)).is_some(), "wrk (v6) is bounded");
+        let mut wrk4 = tb.start_wrk(
+            &shim,
+            &flood4,
+            &format!("http://{SERVER_V4}/"),
+            Duration::from_secs(5),
+            64,
+        );
+        let mut wrk6 = tb.start_wrk(
+            &shim,
+            &flood6,
+            &format!("http://[{SERVER_V6}]/"),
+            Duration::from_secs(5),
+            16,
+        );
+        assert!(
+            wrk4.wait_exit(Duration::from_secs(20)).is_some(),
+            "wrk (v4) is bounded"
+        );
+        assert!(
+            wrk6.wait_exit(Duration::from_secs(20)).is_some(),
+            "wrk (v6) is bounded"
+        );
         eprintln!("wrk v4:\n{}\nwrk v6:\n{}", wrk4.log(), wrk6.log());
     });
     let _ = std::fs::remove_file(&shim);
 
     let blocked = blocks(&pins);
     let log = daemon.process.log();
-    let blocked_at = |ip: &IpAddr| blocked.iter().find(|b| b["target"] == ip.to_string()).map(|b| b["added_ns"].as_u64().unwrap());
+    let blocked_at = |ip: &IpAddr| {
+        blocked
+            .iter()
+            .find(|b| b["target"] == ip.to_string())
+            .map(|b| b["added_ns"].as_u64().unwrap())
+    };
     for ip in flood4.iter().chain(&flood6) {
-        let at = blocked_at(ip).unwrap_or_else(|| panic!("flooding address {ip} was not blocked\n{log}"));
+        let at = blocked_at(ip)
+            .unwrap_or_else(|| panic!("flooding address {ip} was not blocked\n{log}"));
         let after = Duration::from_nanos(at.saturating_sub(flood_start));
-        assert!(after < Duration::from_secs(3), "{ip} blocked {after:?} after the flood started");
+        assert!(
+            after < Duration::from_secs(3),
+            "{ip} blocked {after:?} after the flood started"
+        );
     }
     for ip in &legit {
-        assert!(blocked_at(ip).is_none(), "legitimate {ip} was blocked\n{log}");
+        assert!(
+            blocked_at(ip).is_none(),
+            "legitimate {ip} was blocked\n{log}"
+        );
     }
     // Each block was written within 1 s of its threshold crossing (the daemon measures it).
     let latencies: Vec<f64> = log
         .lines()
         .filter_map(|l| l.split("latency=").nth(1))
-        .map(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()).split("ms").next().unwrap().parse().unwrap())
+        .map(|v| {
+            v.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .split("ms")
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert!(latencies.len() >= 40, "{log}");
-    assert!(latencies.iter().all(|ms| *ms < 1000.0), "latencies {latencies:?}");
+    assert!(
+        latencies.iter().all(|ms| *ms < 1000.0),
+        "latencies {latencies:?}"
+    );
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!("legitimate: {ok} ok, {failed} failed; latencies (ms) {latencies:?}");
-    assert!(ok >= 40 && f64::from(ok) / f64::from(ok + failed) >= 0.99, "legitimate success {ok}/{}", ok + failed);
+    assert!(
+        ok >= 40 && f64::from(ok) / f64::from(ok + failed) >= 0.99,
+        "legitimate success {ok}/{}",
+        ok + failed
+    );
     // The flood's later packets were dropped in XDP.
     let s = stats(&pins);
     assert!(s["dropped_exact"].as_u64().unwrap() > 100, "{s}");
@@ -99,30 +159,63 @@ fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
 #[test]
 fn spoofed_request_starts_never_block_the_named_client() {
     let tb = Testbed::new();
-    let victims: Vec<IpAddr> = ["198.18.0.10", "2001:2::10"].iter().map(|a| a.parse().unwrap()).collect();
+    let victims: Vec<IpAddr> = ["198.18.0.10", "2001:2::10"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
     tb.add_client_addrs(&victims);
     let _nginx = tb.start_nginx();
     let pins = TempPins::new();
     let _daemon = tb.start_daemon(&pins, &test_config(CONFIG));
     let before = stats(&pins);
     let mac = tb.server_mac();
-    for (victim, dst) in [(victims[0], IpAddr::from(SERVER_V4)), (victims[1], IpAddr::from(SERVER_V6))] {
+    for (victim, dst) in [
+        (victims[0], IpAddr::from(SERVER_V4)),
+        (victims[1], IpAddr::from(SERVER_V6)),
+    ] {
         let out = tb
             .client
             .cmd(env!("CARGO_BIN_EXE_spoof"))
-            .args([&tb.client_if, &victim.to_string(), &dst.to_string(), &mac, "20000"])
+            .args([
+                &tb.client_if,
+                &victim.to_string(),
+                &dst.to_string(),
+                &mac,
+                "20000",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let after = stats(&pins);
     let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
-    assert!(delta("request_starts") >= 30_000, "the kernel saw the crafted request starts: {after}");
-    assert!(delta("samples_unverified") >= 10_000, "and refused them as evidence: {after}");
+    assert!(
+        delta("request_starts") >= 30_000,
+        "the kernel saw the crafted request starts: {after}"
+    );
+    assert!(
+        delta("samples_unverified") >= 10_000,
+        "and refused them as evidence: {after}"
+    );
     std::thread::sleep(Duration::from_secs(2));
-    assert!(blocks(&pins).is_empty(), "a spoofed source must never be blocked: {:?}", blocks(&pins));
+    assert!(
+        blocks(&pins).is_empty(),
+        "a spoofed source must never be blocked: {:?}",
+        blocks(&pins)
+    );
     for victim in &victims {
-        let dst: IpAddr = if victim.is_ipv4() { SERVER_V4.into() } else { SERVER_V6.into() };
-        assert!(wait_until(Duration::from_secs(2), || tb.get(*victim, dst) == 200), "{victim} still served");
+        let dst: IpAddr = if victim.is_ipv4() {
+            SERVER_V4.into()
+        } else {
+            SERVER_V6.into()
+        };
+        assert!(
+            wait_until(Duration::from_secs(2), || tb.get(*victim, dst) == 200),
+            "{victim} still served"
+        );
     }
 }

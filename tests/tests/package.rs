@@ -7,14 +7,20 @@ use std::{path::PathBuf, process::Command};
 use floodgate_tests::unique;
 
 fn deb() -> PathBuf {
-    let path = std::env::var_os("FLOODGATE_DEB").map(PathBuf::from).expect("FLOODGATE_DEB is not set: run the suite with ./x test, which builds the package");
+    let path = std::env::var_os("FLOODGATE_DEB")
+        .map(PathBuf::from)
+        .expect("FLOODGATE_DEB is not set: run the suite with ./x test, which builds the package");
     assert!(path.exists(), "{} missing", path.display());
     path
 }
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -43,14 +49,23 @@ fn package_contents_and_control() {
         "./usr/share/doc/floodgate/floodgate.toml.example",
         "./usr/share/bash-completion/completions/floodgate",
     ] {
-        assert!(listing.contains(path), "{path} missing from the package:\n{listing}");
+        assert!(
+            listing.contains(path),
+            "{path} missing from the package:\n{listing}"
+        );
     }
     assert!(listing.contains("-rwxr-xr-x root/root") && listing.contains("./usr/bin/floodgate"));
     let control = run(Command::new("dpkg-deb").arg("-f").arg(deb()));
     assert!(control.contains("Package: floodgate"), "{control}");
-    assert!(control.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))), "{control}");
+    assert!(
+        control.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
+        "{control}"
+    );
     let conffiles = run(Command::new("dpkg-deb").args(["--ctrl-tarfile"]).arg(deb()));
-    assert!(conffiles.contains("/etc/floodgate/floodgate.toml"), "the configuration is a conffile");
+    assert!(
+        conffiles.contains("/etc/floodgate/floodgate.toml"),
+        "the configuration is a conffile"
+    );
 }
 
 #[test]
@@ -61,17 +76,28 @@ fn packaged_binary_config_and_man_page_work() {
     let config = root.0.join("etc/floodgate/floodgate.toml");
     let checked = run(Command::new(&bin).arg("check-config").arg(&config));
     assert!(checked.contains(": ok (1 rules"), "{checked}");
-    let man = run(Command::new("gzip").arg("-dc").arg(root.0.join("usr/share/man/man1/floodgate.1.gz")));
-    assert!(man.contains(".TH floodgate") && man.contains("EXIT STATUS") && man.contains("permission denied"), "{man}");
+    let man = run(Command::new("gzip")
+        .arg("-dc")
+        .arg(root.0.join("usr/share/man/man1/floodgate.1.gz")));
+    assert!(
+        man.contains(".TH floodgate")
+            && man.contains("EXIT STATUS")
+            && man.contains("permission denied"),
+        "{man}"
+    );
     for shell in ["bash", "zsh", "fish"] {
-        assert!(run(Command::new(&bin).args(["completions", shell])).contains("floodgate"), "{shell}");
+        assert!(
+            run(Command::new(&bin).args(["completions", shell])).contains("floodgate"),
+            "{shell}"
+        );
     }
 }
 
 #[test]
 fn systemd_unit_verifies_and_is_least_privilege() {
     let root = extract();
-    let unit_text = std::fs::read_to_string(root.0.join("lib/systemd/system/floodgate.service")).unwrap();
+    let unit_text =
+        std::fs::read_to_string(root.0.join("lib/systemd/system/floodgate.service")).unwrap();
     for line in [
         "Type=notify",
         "ExecReload=/bin/kill -HUP $MAINPID",
@@ -84,11 +110,28 @@ fn systemd_unit_verifies_and_is_least_privilege() {
     ] {
         assert!(unit_text.lines().any(|l| l == line), "unit lacks {line:?}");
     }
-    assert!(!unit_text.lines().any(|l| !l.starts_with('#') && l.contains("CAP_SYS_ADMIN")), "CAP_SYS_ADMIN is not needed");
+    assert!(
+        !unit_text
+            .lines()
+            .any(|l| !l.starts_with('#') && l.contains("CAP_SYS_ADMIN")),
+        "CAP_SYS_ADMIN is not needed"
+    );
     // systemd-analyze checks that ExecStart exists: point it at the packaged binary.
     let unit = root.0.join("floodgate.service");
     let bin = root.0.join("usr/bin/floodgate");
-    std::fs::write(&unit, unit_text.replace("/usr/bin/floodgate", bin.to_str().unwrap())).unwrap();
-    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&unit).output().expect("systemd-analyze");
-    assert!(out.status.success() && out.stderr.is_empty(), "systemd-analyze verify: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &unit,
+        unit_text.replace("/usr/bin/floodgate", bin.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -16,8 +16,13 @@ fn status(pins: &TempPins) -> serde_json::Value {
 }
 
 fn block_ttl(pins: &TempPins, target: &str) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
-    v.as_array().unwrap().iter().find(|b| b["target"] == target).map(|b| b["ttl_remaining_secs"].as_u64().expect("has a TTL"))
+    let v: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == target)
+        .map(|b| b["ttl_remaining_secs"].as_u64().expect("has a TTL"))
 }
 
 #[test]
@@ -31,22 +36,41 @@ fn sighup_reload_applies_and_rejects_without_losing_blocks() {
 
     std::fs::write(&daemon.config_path, test_config("allow = [\"198.18.0.10\"]\n[filter]\nports = [80, 8080]\n[[rules]]\nname = \"tight\"\nthreshold_rps = 20.0\n")).unwrap();
     daemon.process.signal(libc::SIGHUP);
-    daemon.process.wait_for_log("reloaded", Duration::from_secs(5));
+    daemon
+        .process
+        .wait_for_log("reloaded", Duration::from_secs(5));
     assert_eq!(status(&pins)["ports"], serde_json::json!([80, 8080]));
     assert!(floodgate_ok(&pins, &["allow", "list"]).contains("198.18.0.10"));
     assert_eq!(status(&pins)["program_id"], program_id, "not re-attached");
-    assert!(block_ttl(&pins, "198.18.9.9").is_some(), "block kept over reload");
+    assert!(
+        block_ttl(&pins, "198.18.9.9").is_some(),
+        "block kept over reload"
+    );
 
     std::fs::write(&daemon.config_path, test_config("[filter]\nports = [0]\n")).unwrap();
     daemon.process.signal(libc::SIGHUP);
-    daemon.process.wait_for_log("reload rejected", Duration::from_secs(5));
-    assert!(daemon.process.log().contains("filter.ports"), "the reason names the key:\n{}", daemon.process.log());
-    assert_eq!(status(&pins)["ports"], serde_json::json!([80, 8080]), "the running configuration stays");
+    daemon
+        .process
+        .wait_for_log("reload rejected", Duration::from_secs(5));
+    assert!(
+        daemon.process.log().contains("filter.ports"),
+        "the reason names the key:\n{}",
+        daemon.process.log()
+    );
+    assert_eq!(
+        status(&pins)["ports"],
+        serde_json::json!([80, 8080]),
+        "the running configuration stays"
+    );
 
     // Dropping an allow entry from the file removes it on reload.
     std::fs::write(&daemon.config_path, test_config("[filter]\nports = [80]\n")).unwrap();
     daemon.process.signal(libc::SIGHUP);
-    assert!(wait_until(Duration::from_secs(5), || !floodgate_ok(&pins, &["allow", "list"]).contains("198.18.0.10")));
+    assert!(wait_until(Duration::from_secs(5), || !floodgate_ok(
+        &pins,
+        &["allow", "list"]
+    )
+    .contains("198.18.0.10")));
     daemon.stop();
 }
 
@@ -62,12 +86,22 @@ fn restart_keeps_entries_with_their_remaining_ttl() {
     daemon.stop();
     let ttl_before = block_ttl(&pins, "198.18.9.9").expect("kept after SIGTERM");
     let daemon = tb.start_daemon(&pins, &test_config(""));
-    assert!(daemon.process.log().contains("XDP link Adopted"), "{}", daemon.process.log());
+    assert!(
+        daemon.process.log().contains("XDP link Adopted"),
+        "{}",
+        daemon.process.log()
+    );
     let ttl_after = block_ttl(&pins, "198.18.9.9").expect("kept after restart");
-    assert!(ttl_after <= ttl_before && ttl_after >= 590, "TTL keeps counting down, not reset: {ttl_before} → {ttl_after}");
+    assert!(
+        ttl_after <= ttl_before && ttl_after >= 590,
+        "TTL keeps counting down, not reset: {ttl_before} → {ttl_after}"
+    );
     assert!(ttl_before < 600);
     let list = floodgate_ok(&pins, &["block", "list", "--json"]);
-    assert!(list.contains("2001:2:9::/64") && list.contains("\"ttl_remaining_secs\": null"), "{list}");
+    assert!(
+        list.contains("2001:2:9::/64") && list.contains("\"ttl_remaining_secs\": null"),
+        "{list}"
+    );
     assert!(floodgate_ok(&pins, &["allow", "list"]).contains("198.18.0.10"));
 }
 
@@ -79,19 +113,43 @@ fn a_foreign_layout_is_refused_with_a_way_out() {
     let out = tb
         .server
         .cmd(floodgate_bin().to_str().unwrap())
-        .args(["run", "--iface", &tb.server_if, "--metrics-listen", "off", "--control-socket", "/run/fg-layout-test.sock"])
+        .args([
+            "run",
+            "--iface",
+            &tb.server_if,
+            "--metrics-listen",
+            "off",
+            "--control-socket",
+            "/run/fg-layout-test.sock",
+        ])
         .env("FLOODGATE_PIN_ROOT", pins.root())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("layout v0") && stderr.contains("floodgate detach"), "{stderr}");
-    assert!(!pins.root().join("v1").exists(), "nothing loaded next to a foreign layout");
+    assert!(
+        stderr.contains("layout v0") && stderr.contains("floodgate detach"),
+        "{stderr}"
+    );
+    assert!(
+        !pins.root().join("v1").exists(),
+        "nothing loaded next to a foreign layout"
+    );
     let _ = std::fs::remove_dir(pins.root().join("v0"));
 }
 
 fn scrape(tb: &Testbed, port: u16) -> String {
-    let out = tb.server.cmd("curl").args(["-s", "--max-time", "2", &format!("http://127.0.0.1:{port}/metrics")]).output().unwrap();
+    let out = tb
+        .server
+        .cmd("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "2",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -105,31 +163,67 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
 #[test]
 fn prometheus_metrics_move_during_a_flood() {
     let tb = Testbed::new();
-    let flood: Vec<IpAddr> = (1..=8).map(|i| format!("198.18.4.{i}").parse().unwrap()).collect();
+    let flood: Vec<IpAddr> = (1..=8)
+        .map(|i| format!("198.18.4.{i}").parse().unwrap())
+        .collect();
     tb.add_client_addrs(&flood);
     let _nginx = tb.start_nginx();
     let pins = TempPins::new();
     let port = 9480;
-    let config = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n[aggregation]\nmin_addresses = 0\n");
+    let config =
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n[aggregation]\nmin_addresses = 0\n");
     let daemon = tb.start_daemon(&pins, &config);
-    assert!(wait_until(Duration::from_secs(5), || scrape(&tb, port).contains("floodgate_sample_every")));
+    assert!(wait_until(Duration::from_secs(5), || scrape(&tb, port)
+        .contains("floodgate_sample_every")));
     let before = scrape(&tb, port);
     let shim = Testbed::build_shim();
-    let mut wrk = tb.start_wrk(&shim, &flood, &format!("http://{SERVER_V4}/"), Duration::from_secs(3), 16);
-    wrk.wait_exit(Duration::from_secs(15)).expect("wrk is bounded");
+    let mut wrk = tb.start_wrk(
+        &shim,
+        &flood,
+        &format!("http://{SERVER_V4}/"),
+        Duration::from_secs(3),
+        16,
+    );
+    wrk.wait_exit(Duration::from_secs(15))
+        .expect("wrk is bounded");
     let _ = std::fs::remove_file(&shim);
     std::thread::sleep(Duration::from_millis(1500));
     let after = scrape(&tb, port);
     let moved = |name: &str| metric(&after, name) > metric(&before, name);
     assert!(moved("floodgate_request_starts_total"), "{after}");
     assert!(moved("floodgate_samples_total{fate=\"taken\"}"), "{after}");
-    assert!(moved("floodgate_packets_total{outcome=\"dropped_exact\"}"), "{after}");
-    assert!(moved("floodgate_packets_total{outcome=\"passed\"}"), "{after}");
-    assert!(metric(&after, "floodgate_decisions_total{") >= 8.0, "{after}");
-    assert!(metric(&after, "floodgate_active_blocks{kind=\"exact\"}") >= 8.0, "{after}");
-    assert!(metric(&after, "floodgate_detection_latency_seconds_count") >= 8.0, "{after}");
-    assert!(metric(&after, "floodgate_tracked_clients") >= 8.0, "{after}");
-    assert!(metric(&after, "floodgate_daemon_resident_bytes") > 1e6, "{after}");
+    assert!(
+        moved("floodgate_packets_total{outcome=\"dropped_exact\"}"),
+        "{after}"
+    );
+    assert!(
+        moved("floodgate_packets_total{outcome=\"passed\"}"),
+        "{after}"
+    );
+    assert!(
+        metric(&after, "floodgate_decisions_total{") >= 8.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "floodgate_active_blocks{kind=\"exact\"}") >= 8.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "floodgate_detection_latency_seconds_count") >= 8.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "floodgate_tracked_clients") >= 8.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "floodgate_daemon_resident_bytes") > 1e6,
+        "{after}"
+    );
     assert!(metric(&after, "floodgate_sample_every") >= 1.0, "{after}");
-    assert!(daemon.process.log().contains("block 198.18.4."), "{}", daemon.process.log());
+    assert!(
+        daemon.process.log().contains("block 198.18.4."),
+        "{}",
+        daemon.process.log()
+    );
 }

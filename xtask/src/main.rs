@@ -60,23 +60,51 @@ fn main() -> Result<()> {
         Task::Setup => setup::setup(true).map(|_| ()),
         Task::Build => {
             let env = setup::setup(false)?;
-            setup::run(cargo(&env).args(["build", "--release", "--workspace", "--exclude", "filter-ebpf"]))
+            setup::run(cargo(&env).args([
+                "build",
+                "--release",
+                "--workspace",
+                "--exclude",
+                "filter-ebpf",
+            ]))
         }
         Task::Run { args } => {
             let env = setup::setup(true)?;
             eprintln!("==> building floodgate (release)");
             setup::run(cargo(&env).args(["build", "--release", "-p", "filter-user"]))?;
             eprintln!("==> floodgate run {}", args.join(" "));
-            setup::run(Command::new("target/release/floodgate").arg("run").args(args))
+            setup::run(
+                Command::new("target/release/floodgate")
+                    .arg("run")
+                    .args(args),
+            )
         }
         Task::Test => test(),
         Task::Loadtest => {
             let env = setup::setup(true)?;
-            setup::run(cargo(&env).args(["build", "--release", "-p", "filter-user", "-p", "floodgate-tests"]))?;
+            setup::run(cargo(&env).args([
+                "build",
+                "--release",
+                "-p",
+                "filter-user",
+                "-p",
+                "floodgate-tests",
+            ]))?;
             setup::run(
                 cargo(&env)
-                    .args(["run", "--release", "-q", "-p", "floodgate-tests", "--bin", "loadtest"])
-                    .env("FLOODGATE_BIN", std::path::absolute("target/release/floodgate")?),
+                    .args([
+                        "run",
+                        "--release",
+                        "-q",
+                        "-p",
+                        "floodgate-tests",
+                        "--bin",
+                        "loadtest",
+                    ])
+                    .env(
+                        "FLOODGATE_BIN",
+                        std::path::absolute("target/release/floodgate")?,
+                    ),
             )
         }
         Task::Package => {
@@ -89,11 +117,29 @@ fn main() -> Result<()> {
                 Bench::Verdict => "bench-verdict",
                 Bench::Detect => "bench-detect",
             };
-            setup::run(cargo(&env).args(["build", "--release", "-p", "filter-user", "-p", "floodgate-tests"]))?;
+            setup::run(cargo(&env).args([
+                "build",
+                "--release",
+                "-p",
+                "filter-user",
+                "-p",
+                "floodgate-tests",
+            ]))?;
             setup::run(
                 cargo(&env)
-                    .args(["run", "--release", "-q", "-p", "floodgate-tests", "--bin", bin])
-                    .env("FLOODGATE_BIN", std::path::absolute("target/release/floodgate")?),
+                    .args([
+                        "run",
+                        "--release",
+                        "-q",
+                        "-p",
+                        "floodgate-tests",
+                        "--bin",
+                        bin,
+                    ])
+                    .env(
+                        "FLOODGATE_BIN",
+                        std::path::absolute("target/release/floodgate")?,
+                    ),
             )
         }
     }
@@ -103,17 +149,36 @@ fn test() -> Result<()> {
     let started = std::time::Instant::now();
     let env = setup::setup(true)?;
     eprintln!("==> building the workspace");
-    setup::run(cargo(&env).args(["build", "--workspace", "--exclude", "filter-ebpf", "--all-targets"]))?;
+    setup::run(cargo(&env).args([
+        "build",
+        "--workspace",
+        "--exclude",
+        "filter-ebpf",
+        "--all-targets",
+    ]))?;
     eprintln!("==> unit tests");
-    setup::run(cargo(&env).args(["test", "--workspace", "--exclude", "filter-ebpf", "--exclude", "floodgate-tests"]))?;
+    setup::run(cargo(&env).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "filter-ebpf",
+        "--exclude",
+        "floodgate-tests",
+    ]))?;
     let deb = package::package(&env)?;
     eprintln!("==> kernel, end-to-end, service and package tests (root; one at a time)");
     setup::run(
         cargo(&env)
             .args(["test", "-p", "floodgate-tests", "--", "--test-threads=1"])
-            .env("FLOODGATE_BIN", std::path::absolute("target/debug/floodgate")?)
+            .env(
+                "FLOODGATE_BIN",
+                std::path::absolute("target/debug/floodgate")?,
+            )
             .env("FLOODGATE_DEB", deb),
     )?;
-    eprintln!("==> all tests passed in {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "==> all tests passed in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

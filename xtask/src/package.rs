@@ -16,7 +16,14 @@ pub(crate) fn package(env: &Env) -> Result<PathBuf> {
     eprintln!("==> building the release binary for the package");
     run(crate::cargo(env).args(["build", "--release", "-p", "filter-user"]))?;
     let version = env!("CARGO_PKG_VERSION");
-    let arch = String::from_utf8(Command::new("dpkg").arg("--print-architecture").output()?.stdout)?.trim().to_owned();
+    let arch = String::from_utf8(
+        Command::new("dpkg")
+            .arg("--print-architecture")
+            .output()?
+            .stdout,
+    )?
+    .trim()
+    .to_owned();
     let stage = PathBuf::from("target/deb/stage");
     let _ = fs::remove_dir_all(&stage);
     let bin = Path::new("target/release/floodgate");
@@ -29,17 +36,37 @@ pub(crate) fn package(env: &Env) -> Result<PathBuf> {
         Ok(())
     };
     put("usr/bin/floodgate", &fs::read(bin)?, 0o755)?;
-    put("lib/systemd/system/floodgate.service", &fs::read("packaging/floodgate.service")?, 0o644)?;
+    put(
+        "lib/systemd/system/floodgate.service",
+        &fs::read("packaging/floodgate.service")?,
+        0o644,
+    )?;
     let config = fs::read("filter-user/default-config.toml")?;
     put("etc/floodgate/floodgate.toml", &config, 0o644)?;
-    put("usr/share/doc/floodgate/floodgate.toml.example", &config, 0o644)?;
-    put("usr/share/doc/floodgate/README.md", &fs::read("README.md")?, 0o644)?;
+    put(
+        "usr/share/doc/floodgate/floodgate.toml.example",
+        &config,
+        0o644,
+    )?;
+    put(
+        "usr/share/doc/floodgate/README.md",
+        &fs::read("README.md")?,
+        0o644,
+    )?;
     let man = Command::new(bin).arg("man").output()?;
     ensure!(man.status.success(), "floodgate man failed");
-    put("usr/share/man/man1/floodgate.1.gz", &gzip(&man.stdout)?, 0o644)?;
+    put(
+        "usr/share/man/man1/floodgate.1.gz",
+        &gzip(&man.stdout)?,
+        0o644,
+    )?;
     let completions = Command::new(bin).args(["completions", "bash"]).output()?;
     ensure!(completions.status.success(), "floodgate completions failed");
-    put("usr/share/bash-completion/completions/floodgate", &completions.stdout, 0o644)?;
+    put(
+        "usr/share/bash-completion/completions/floodgate",
+        &completions.stdout,
+        0o644,
+    )?;
     let size_kib = dir_size(&stage)? / 1024;
     put(
         "DEBIAN/control",
@@ -53,16 +80,27 @@ pub(crate) fn package(env: &Env) -> Result<PathBuf> {
         .as_bytes(),
         0o644,
     )?;
-    put("DEBIAN/conffiles", b"/etc/floodgate/floodgate.toml\n", 0o644)?;
+    put(
+        "DEBIAN/conffiles",
+        b"/etc/floodgate/floodgate.toml\n",
+        0o644,
+    )?;
     let out = PathBuf::from(format!("target/deb/floodgate_{version}_{arch}.deb"));
-    run(Command::new("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&stage).arg(&out))?;
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&stage)
+        .arg(&out))?;
     eprintln!("==> {}", out.display());
     Ok(std::path::absolute(out)?)
 }
 
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write as _;
-    let mut child = Command::new("gzip").args(["-9n"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn()?;
+    let mut child = Command::new("gzip")
+        .args(["-9n"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
     child.stdin.take().context("stdin")?.write_all(bytes)?;
     let out = child.wait_with_output()?;
     ensure!(out.status.success(), "gzip failed");
@@ -74,7 +112,11 @@ fn dir_size(dir: &Path) -> Result<u64> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        total += if meta.is_dir() { dir_size(&entry.path())? } else { meta.len() };
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
     }
     Ok(total)
 }

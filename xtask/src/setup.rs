@@ -14,8 +14,17 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM major of the pinned toolchain, i.e. bpf-linker's `llvm-N` feature.
 const LLVM_MAJOR: &str = "23";
 /// Debian packages the build, tests, benchmarks and load test use.
-const APT_PACKAGES: [&str; 9] =
-    ["iproute2", "util-linux", "curl", "nginx", "wrk", "gcc", "systemd", "fonts-dejavu-core", "dpkg-dev"];
+const APT_PACKAGES: [&str; 9] = [
+    "iproute2",
+    "util-linux",
+    "curl",
+    "nginx",
+    "wrk",
+    "gcc",
+    "systemd",
+    "fonts-dejavu-core",
+    "dpkg-dev",
+];
 
 /// What later steps need from setup.
 pub(crate) struct Env {
@@ -28,7 +37,9 @@ impl Env {
     #[must_use]
     pub(crate) fn path(&self) -> std::ffi::OsString {
         let mut paths = vec![self.linker_bin.clone()];
-        paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+        paths.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
         std::env::join_paths(paths).unwrap_or_default()
     }
 }
@@ -46,7 +57,11 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
-    ensure!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
@@ -80,24 +95,39 @@ fn apt_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    say(&format!("installing Debian packages: {}", missing.join(" ")));
+    say(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
     let apt = |args: &[&str]| {
-        Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().map(|s| s.success()).unwrap_or(false)
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     };
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
     if !apt(&install) {
         say("apt-get install failed; updating the package lists and retrying");
         ensure!(apt(&["update", "-q"]), "apt-get update failed");
-        ensure!(apt(&install), "apt-get install {} failed", missing.join(" "));
+        ensure!(
+            apt(&install),
+            "apt-get install {} failed",
+            missing.join(" ")
+        );
     }
     // Debian starts nginx on install; the tests start their own instances in namespaces.
-    let _ = Command::new("systemctl").args(["disable", "--now", "nginx"]).output();
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now", "nginx"])
+        .output();
     Ok(())
 }
 
 fn mount_bpffs() -> Result<()> {
-    let fs = output(Command::new("stat").args(["-f", "-c", "%T", "/sys/fs/bpf"])).unwrap_or_default();
+    let fs =
+        output(Command::new("stat").args(["-f", "-c", "%T", "/sys/fs/bpf"])).unwrap_or_default();
     if fs == "bpf_fs" {
         return Ok(());
     }
@@ -108,18 +138,34 @@ fn mount_bpffs() -> Result<()> {
 
 /// The pinned toolchain's channel.
 pub(crate) fn toolchain() -> Result<String> {
-    let text = std::fs::read_to_string("rust-toolchain.toml").context("read rust-toolchain.toml")?;
+    let text =
+        std::fs::read_to_string("rust-toolchain.toml").context("read rust-toolchain.toml")?;
     text.lines()
-        .find_map(|l| l.strip_prefix("channel = ").map(|v| v.trim_matches('"').to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("channel = ")
+                .map(|v| v.trim_matches('"').to_owned())
+        })
         .context("rust-toolchain.toml has no channel")
 }
 
 fn rust_src() -> Result<()> {
     let channel = toolchain()?;
-    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", &channel]))?;
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        &channel,
+    ]))?;
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
         say(&format!("adding rust-src to {channel}"));
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", &channel]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            &channel,
+        ]))?;
     }
     Ok(())
 }
@@ -138,24 +184,48 @@ fn bpf_linker() -> Result<PathBuf> {
     if bin.join("bpf-linker").exists() {
         return Ok(bin);
     }
-    say(&format!("building bpf-linker {BPF_LINKER_VERSION} against the LLVM {LLVM_MAJOR} of Rust {channel} (once)"));
-    let sysroot = PathBuf::from(output(Command::new("rustup").args(["run", &channel, "rustc", "--print", "sysroot"]))?);
+    say(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against the LLVM {LLVM_MAJOR} of Rust {channel} (once)"
+    ));
+    let sysroot = PathBuf::from(output(
+        Command::new("rustup").args(["run", &channel, "rustc", "--print", "sysroot"]),
+    )?);
     let lib = std::fs::read_dir(sysroot.join("lib"))?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so."))
+        })
         .context("the toolchain ships no libLLVM.so.* (is it a rustup toolchain?)")?;
     // LLVM_PREFIX/lib/libLLVM.so → the toolchain's library; the binary's rpath points here.
     let prefix = cache_dir()?.join(format!("llvm-prefix-{channel}"));
     std::fs::create_dir_all(prefix.join("lib"))?;
-    for name in ["libLLVM.so".into(), lib.file_name().context("lib name")?.to_owned()] {
+    for name in [
+        "libLLVM.so".into(),
+        lib.file_name().context("lib name")?.to_owned(),
+    ] {
         let link = prefix.join("lib").join(name);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&lib, &link)?;
     }
     run(Command::new("rustup")
-        .args(["run", &channel, "cargo", "install", "bpf-linker", "--locked", "--version", BPF_LINKER_VERSION])
-        .args(["--no-default-features", "--features", &format!("llvm-{LLVM_MAJOR}"), "--root"])
+        .args([
+            "run",
+            &channel,
+            "cargo",
+            "install",
+            "bpf-linker",
+            "--locked",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{LLVM_MAJOR}"),
+            "--root",
+        ])
         .arg(&root)
         .env("LLVM_PREFIX", &prefix))?;
     Ok(bin)

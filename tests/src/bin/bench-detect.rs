@@ -18,7 +18,9 @@ use aya::{
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use filter_common::SAMPLE_PAYLOAD_MAX;
-use filter_user::{config, detect::Detector, http::SampleRecord, metrics::resident_bytes, rate::RateTable};
+use filter_user::{
+    config, detect::Detector, http::SampleRecord, metrics::resident_bytes, rate::RateTable,
+};
 use floodgate_tests::{
     TempPins,
     bench::{median, percentile, write_results},
@@ -29,16 +31,35 @@ use floodgate_tests::{
 use serde_json::json;
 
 fn sample(src: IpAddr, t_ns: u64, path: &str) -> SampleRecord {
-    let text = format!("GET {path} HTTP/1.1\r\nHost: api.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: */*\r\n\r\n");
+    let text = format!(
+        "GET {path} HTTP/1.1\r\nHost: api.example\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: */*\r\n\r\n"
+    );
     let mut payload = [0u8; SAMPLE_PAYLOAD_MAX];
     let n = text.len().min(SAMPLE_PAYLOAD_MAX);
     payload[..n].copy_from_slice(&text.as_bytes()[..n]);
-    SampleRecord { ktime_ns: t_ns, src, sport: 40000, dport: 80, weight: 1, captured_len: n, payload }
+    SampleRecord {
+        ktime_ns: t_ns,
+        src,
+        sport: 40000,
+        dport: 80,
+        weight: 1,
+        captured_len: n,
+        payload,
+    }
 }
 
 fn source(n: u32) -> IpAddr {
     if n % 4 == 3 {
-        IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 2, 0, (n >> 16) as u16, 0, 0, 0, n as u16))
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001,
+            2,
+            0,
+            (n >> 16) as u16,
+            0,
+            0,
+            0,
+            n as u16,
+        ))
     } else {
         IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | n))
     }
@@ -46,9 +67,25 @@ fn source(n: u32) -> IpAddr {
 
 fn ingest() -> (f64, serde_json::Value) {
     let settings = config::parse("", "bench").expect("default config");
-    let paths = ["/api/items", "/api/login", "/", "/static/app.js", "/api/cart", "/search?q=x", "/health", "/api/checkout"];
-    let samples: Vec<SampleRecord> =
-        (0..1_000_000u32).map(|i| sample(source(i % 100_000), 1_000_000_000 + u64::from(i) * 1_000, paths[(i % 8) as usize])).collect();
+    let paths = [
+        "/api/items",
+        "/api/login",
+        "/",
+        "/static/app.js",
+        "/api/cart",
+        "/search?q=x",
+        "/health",
+        "/api/checkout",
+    ];
+    let samples: Vec<SampleRecord> = (0..1_000_000u32)
+        .map(|i| {
+            sample(
+                source(i % 100_000),
+                1_000_000_000 + u64::from(i) * 1_000,
+                paths[(i % 8) as usize],
+            )
+        })
+        .collect();
     let mut rates = Vec::new();
     let mut decisions = 0;
     for _ in 0..5 {
@@ -60,7 +97,10 @@ fn ingest() -> (f64, serde_json::Value) {
         rates.push(samples.len() as f64 / t.elapsed().as_secs_f64());
     }
     let per_sec = median(&mut rates);
-    (per_sec, json!({ "samples_per_sec_median": per_sec, "runs": rates, "decisions": decisions / 5 }))
+    (
+        per_sec,
+        json!({ "samples_per_sec_median": per_sec, "runs": rates, "decisions": decisions / 5 }),
+    )
 }
 
 fn memory() -> (f64, f64, usize) {
@@ -77,17 +117,35 @@ fn memory() -> (f64, f64, usize) {
 
 fn latency() -> (Vec<f64>, serde_json::Value) {
     let tb = Testbed::new();
-    let sources: Vec<IpAddr> = (1..=48).map(|i| format!("198.18.3.{i}").parse().unwrap()).collect();
+    let sources: Vec<IpAddr> = (1..=48)
+        .map(|i| format!("198.18.3.{i}").parse().unwrap())
+        .collect();
     tb.add_client_addrs(&sources);
     let _nginx = tb.start_nginx();
     let pins = TempPins::new();
     let config = "[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"per-source-flood\"\nthreshold_rps = 100.0\nwindow = \"1s\"\nmin_samples = 8\nttl = \"10m\"\n";
     let _daemon = tb.start_daemon(&pins, &test_config(config));
-    let loadgen = std::env::current_exe().expect("exe").with_file_name("loadgen");
-    let mut args: Vec<String> = vec![format!("{SERVER_V4}:80"), "400".into(), "4".into(), "100".into()];
+    let loadgen = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("loadgen");
+    let mut args: Vec<String> = vec![
+        format!("{SERVER_V4}:80"),
+        "400".into(),
+        "4".into(),
+        "100".into(),
+    ];
     args.extend(sources.iter().map(ToString::to_string));
-    let out = tb.client.cmd(loadgen.to_str().expect("path")).args(&args).output().expect("loadgen");
-    assert!(out.status.success(), "loadgen: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tb
+        .client
+        .cmd(loadgen.to_str().expect("path"))
+        .args(&args)
+        .output()
+        .expect("loadgen");
+    assert!(
+        out.status.success(),
+        "loadgen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list = floodgate_tests::floodgate_ok(&pins, &["block", "list", "--json"]);
     let blocks: serde_json::Value = serde_json::from_str(&list).expect("json");
     let mut latencies = Vec::new();
@@ -95,11 +153,18 @@ fn latency() -> (Vec<f64>, serde_json::Value) {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let r: serde_json::Value = serde_json::from_str(line).expect("loadgen json");
         let src = r["src"].as_str().unwrap();
-        let block = blocks.as_array().unwrap().iter().find(|b| b["target"] == src);
+        let block = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["target"] == src);
         let (Some(block), Some(cross)) = (block, r["cross_ns"].as_u64().filter(|c| *c > 0)) else {
             panic!("source {src} not blocked or never crossed: {r} {list}");
         };
-        assert!(block["hits"].as_u64().unwrap() > 0, "{src}: the block dropped nothing");
+        assert!(
+            block["hits"].as_u64().unwrap() > 0,
+            "{src}: the block dropped nothing"
+        );
         let ms = (block["added_ns"].as_u64().unwrap() as f64 - cross as f64) / 1e6;
         latencies.push(ms);
         rows.push(json!({ "src": src, "latency_ms": ms, "answered": r["answered"] }));
@@ -110,9 +175,21 @@ fn latency() -> (Vec<f64>, serde_json::Value) {
 fn kernel_costs() -> serde_json::Value {
     let mut f = LoadedFilter::load();
     f.filter.set_ports(&[80]).unwrap();
-    let request = v4_tcp("198.18.0.2".parse().unwrap(), SERVER_V4, 80, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let other = v4_tcp("198.18.0.2".parse().unwrap(), SERVER_V4, 443, b"\x16\x03\x01 tls");
-    let mut baseline = EbpfLoader::new().load(filter_user::ebpf::BASELINE).expect("baseline");
+    let request = v4_tcp(
+        "198.18.0.2".parse().unwrap(),
+        SERVER_V4,
+        80,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    let other = v4_tcp(
+        "198.18.0.2".parse().unwrap(),
+        SERVER_V4,
+        443,
+        b"\x16\x03\x01 tls",
+    );
+    let mut baseline = EbpfLoader::new()
+        .load(filter_user::ebpf::BASELINE)
+        .expect("baseline");
     for name in ["baseline_empty", "baseline_count_per_source"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();
         p.load().unwrap();
@@ -128,13 +205,25 @@ fn kernel_costs() -> serde_json::Value {
             .collect();
         median(&mut runs)
     };
-    let empty: &Xdp = baseline.program("baseline_empty").unwrap().try_into().unwrap();
-    let count: &Xdp = baseline.program("baseline_count_per_source").unwrap().try_into().unwrap();
+    let empty: &Xdp = baseline
+        .program("baseline_empty")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let count: &Xdp = baseline
+        .program("baseline_count_per_source")
+        .unwrap()
+        .try_into()
+        .unwrap();
     let harness = time(empty, &request);
     let non_request = time(&f.program, &other) - harness;
-    f.filter.set_setting(filter_common::config::SAMPLE_EVERY, 100).unwrap();
+    f.filter
+        .set_setting(filter_common::config::SAMPLE_EVERY, 100)
+        .unwrap();
     let sampled_1_in_100 = time(&f.program, &request) - harness;
-    f.filter.set_setting(filter_common::config::SAMPLE_EVERY, 1).unwrap();
+    f.filter
+        .set_setting(filter_common::config::SAMPLE_EVERY, 1)
+        .unwrap();
     let sampled_every = time(&f.program, &request) - harness;
     let exact_count = time(count, &request) - harness;
     json!({
@@ -180,20 +269,32 @@ fn main() {
         .map(|(rate, n)| json!({ "rate": rate, "sample_every": n, "mean_rel_error": sampling_error(*rate, *n) }))
         .collect();
     let mut text = String::new();
-    text.push_str(&format!("ingest (parse + rate + rules, 1 core)   {per_sec:>12.0} samples/s   target ≥ 1,000,000\n"));
+    text.push_str(&format!(
+        "ingest (parse + rate + rules, 1 core)   {per_sec:>12.0} samples/s   target ≥ 1,000,000\n"
+    ));
     text.push_str(&format!(
         "memory per tracked client                {bytes_per_client:>12.1} B (slot {} B)   target ≤ 64\n",
         RateTable::bytes_per_key()
     ));
-    text.push_str(&format!("memory with {tracked} tracked clients   {:>12.1} MiB\n", total_bytes / 1048576.0));
+    text.push_str(&format!(
+        "memory with {tracked} tracked clients   {:>12.1} MiB\n",
+        total_bytes / 1048576.0
+    ));
     text.push_str(&format!(
         "detection latency (cross → block)        p50 {p50:.1} ms, p99 {p99:.1} ms over {} sources   target p99 ≤ 250 ms\n",
         latencies.len()
     ));
-    text.push_str(&format!("kernel cost per packet (ns, harness subtracted): {costs}\n"));
+    text.push_str(&format!(
+        "kernel cost per packet (ns, harness subtracted): {costs}\n"
+    ));
     text.push_str("sampling error of a 1-s rate estimate (mean relative):\n");
     for e in &errors {
-        text.push_str(&format!("  rate {:>6}/s, 1 in {:>4}: {:>6.1} %\n", e["rate"], e["sample_every"], e["mean_rel_error"].as_f64().unwrap() * 100.0));
+        text.push_str(&format!(
+            "  rate {:>6}/s, 1 in {:>4}: {:>6.1} %\n",
+            e["rate"],
+            e["sample_every"],
+            e["mean_rel_error"].as_f64().unwrap() * 100.0
+        ));
     }
     write_results(
         "detect",

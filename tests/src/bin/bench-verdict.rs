@@ -56,7 +56,11 @@ fn main() {
     let entry = block_entry(None, reason::MANUAL, "bench");
     let mut keys: Vec<Addr> = Vec::with_capacity(EXACT as usize);
     for n in 0..EXACT {
-        let ip: IpAddr = if n % 2 == 0 { v4(n).into() } else { v6(n).into() };
+        let ip: IpAddr = if n % 2 == 0 {
+            v4(n).into()
+        } else {
+            v6(n).into()
+        };
         let t = Target::host(ip);
         f.filter.block(t, &entry).expect("fill exact");
         keys.push(t.key());
@@ -65,36 +69,75 @@ fn main() {
         let t: Target = if n % 2 == 0 {
             Target::covering(Ipv4Addr::from(0xac00_0000 | (n << 8)).into(), 24)
         } else {
-            Target::covering(Ipv6Addr::new(0x2001, 2, 0x8000 | (n >> 16) as u16, n as u16, 0, 0, 0, 0).into(), 64)
+            Target::covering(
+                Ipv6Addr::new(0x2001, 2, 0x8000 | (n >> 16) as u16, n as u16, 0, 0, 0, 0).into(),
+                64,
+            )
         };
         f.filter.block(t, &entry).expect("fill prefixes");
     }
 
-    let mut baseline = EbpfLoader::new().load(filter_user::ebpf::BASELINE).expect("load baseline object");
+    let mut baseline = EbpfLoader::new()
+        .load(filter_user::ebpf::BASELINE)
+        .expect("load baseline object");
     {
         let mut base_map: HashMap<_, Addr, u64> =
-            HashMap::try_from(baseline.map_mut("BASE_BLOCK").expect("BASE_BLOCK")).expect("map type");
+            HashMap::try_from(baseline.map_mut("BASE_BLOCK").expect("BASE_BLOCK"))
+                .expect("map type");
         for key in &keys {
             base_map.insert(key, &1, 0).expect("fill baseline");
         }
     }
     for name in ["baseline_empty", "baseline_hash_drop"] {
-        let p: &mut Xdp = baseline.program_mut(name).expect(name).try_into().expect("xdp");
+        let p: &mut Xdp = baseline
+            .program_mut(name)
+            .expect(name)
+            .try_into()
+            .expect("xdp");
         p.load().expect("load baseline program");
     }
-    let empty: &Xdp = baseline.program("baseline_empty").unwrap().try_into().unwrap();
-    let minimal: &Xdp = baseline.program("baseline_hash_drop").unwrap().try_into().unwrap();
+    let empty: &Xdp = baseline
+        .program("baseline_empty")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let minimal: &Xdp = baseline
+        .program("baseline_hash_drop")
+        .unwrap()
+        .try_into()
+        .unwrap();
 
     let dst4 = Ipv4Addr::new(198, 18, 0, 1);
     let dst6 = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
     let body = b"\x16\x03\x01 not http";
     let paths: [(&str, Vec<u8>, u32); 6] = [
-        ("pass v4", v4_tcp(Ipv4Addr::new(198, 18, 0, 2), dst4, 443, body), XDP_PASS),
+        (
+            "pass v4",
+            v4_tcp(Ipv4Addr::new(198, 18, 0, 2), dst4, 443, body),
+            XDP_PASS,
+        ),
         ("exact drop v4", v4_tcp(v4(2), dst4, 443, body), XDP_DROP),
-        ("prefix drop v4", v4_tcp(Ipv4Addr::new(0xac, 0, 0x02, 9), dst4, 443, body), XDP_DROP),
-        ("pass v6", v6_tcp(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2), dst6, 443, body), XDP_PASS),
+        (
+            "prefix drop v4",
+            v4_tcp(Ipv4Addr::new(0xac, 0, 0x02, 9), dst4, 443, body),
+            XDP_DROP,
+        ),
+        (
+            "pass v6",
+            v6_tcp(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2), dst6, 443, body),
+            XDP_PASS,
+        ),
         ("exact drop v6", v6_tcp(v6(3), dst6, 443, body), XDP_DROP),
-        ("prefix drop v6", v6_tcp(Ipv6Addr::new(0x2001, 2, 0x8000, 3, 0, 0, 0, 9), dst6, 443, body), XDP_DROP),
+        (
+            "prefix drop v6",
+            v6_tcp(
+                Ipv6Addr::new(0x2001, 2, 0x8000, 3, 0, 0, 0, 9),
+                dst6,
+                443,
+                body,
+            ),
+            XDP_DROP,
+        ),
     ];
     let mut text = format!(
         "{:<16} {:>10} {:>10} {:>12} {:>12} {:>8}\n",
@@ -107,16 +150,27 @@ fn main() {
         let fg = ns_per_packet(&f.program, packet, *verdict);
         // The minimal program drops what it finds and passes the rest: same verdict here
         // except for prefix drops, which it cannot do (it pays one miss lookup).
-        let min_verdict = if name.starts_with("exact") { XDP_DROP } else { XDP_PASS };
+        let min_verdict = if name.starts_with("exact") {
+            XDP_DROP
+        } else {
+            XDP_PASS
+        };
         let min = ns_per_packet(minimal, packet, min_verdict);
         let ratio = (fg - harness).max(0.1) / (min - harness).max(0.1);
         worst = worst.max(ratio);
-        text.push_str(&format!("{name:<16} {fg:>8.1}ns {harness:>8.1}ns {min:>10.1}ns {:>10.1}ns {ratio:>7.2}x\n", fg - harness));
+        text.push_str(&format!(
+            "{name:<16} {fg:>8.1}ns {harness:>8.1}ns {min:>10.1}ns {:>10.1}ns {ratio:>7.2}x\n",
+            fg - harness
+        ));
         rows.push(json!({ "path": name, "floodgate_ns": fg, "empty_ns": harness, "minimal_ns": min, "ratio": ratio }));
     }
     text.push_str(&format!(
         "ratio = (floodgate - empty) / (minimal - empty); target ≤ 1.5x; worst {worst:.2}x\n\
          {EXACT} exact entries, {PREFIXES} prefixes, median of {RUNS} runs × {REPEAT} repetitions\n"
     ));
-    write_results("verdict", &text, &json!({ "rows": rows, "worst_ratio": worst, "exact_entries": EXACT, "prefixes": PREFIXES, "repeat": REPEAT, "runs": RUNS }));
+    write_results(
+        "verdict",
+        &text,
+        &json!({ "rows": rows, "worst_ratio": worst, "exact_entries": EXACT, "prefixes": PREFIXES, "repeat": REPEAT, "runs": RUNS }),
+    );
 }

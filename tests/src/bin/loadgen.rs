@@ -17,13 +17,22 @@ use floodgate_tests::net::connect_from;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert!(args.len() >= 6, "usage: loadgen DST_IP:PORT RATE SECONDS THRESHOLD SRC_IP...");
+    assert!(
+        args.len() >= 6,
+        "usage: loadgen DST_IP:PORT RATE SECONDS THRESHOLD SRC_IP..."
+    );
     let dst: SocketAddr = args[1].parse().expect("DST_IP:PORT");
     let rate: u32 = args[2].parse().expect("RATE");
     let seconds: u64 = args[3].parse().expect("SECONDS");
     let threshold: u32 = args[4].parse().expect("THRESHOLD");
-    assert!(rate > 0 && rate <= 10_000 && seconds <= 60, "bounded: rate ≤ 10000/s per source, ≤ 60 s");
-    let sources: Vec<IpAddr> = args[5..].iter().map(|a| a.parse().expect("SRC_IP")).collect();
+    assert!(
+        rate > 0 && rate <= 10_000 && seconds <= 60,
+        "bounded: rate ≤ 10000/s per source, ≤ 60 s"
+    );
+    let sources: Vec<IpAddr> = args[5..]
+        .iter()
+        .map(|a| a.parse().expect("SRC_IP"))
+        .collect();
     let handles: Vec<_> = sources
         .into_iter()
         .enumerate()

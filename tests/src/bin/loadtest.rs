@@ -33,18 +33,28 @@ fn legit_request(src: IpAddr, dst: SocketAddr) -> Option<f64> {
     let t = Instant::now();
     let mut s = connect_from(src, dst, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /legit HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").ok()?;
+    s.write_all(b"GET /legit HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).ok()?;
-    buf[..n].starts_with(b"HTTP/1.1 200").then(|| t.elapsed().as_secs_f64() * 1000.0)
+    buf[..n]
+        .starts_with(b"HTTP/1.1 200")
+        .then(|| t.elapsed().as_secs_f64() * 1000.0)
 }
 
 fn main() {
     floodgate_tests::require_root();
     let tb = Testbed::new();
-    let legit: Vec<IpAddr> = ["198.18.0.10", "198.18.0.11", "2001:2::10", "2001:2::11"].iter().map(|a| a.parse().unwrap()).collect();
-    let flood4: Vec<IpAddr> = (1..=64).map(|i| format!("198.18.2.{i}").parse().unwrap()).collect();
-    let flood6: Vec<IpAddr> = (1..=16).map(|i| format!("2001:2:0:2::{i}").parse().unwrap()).collect();
+    let legit: Vec<IpAddr> = ["198.18.0.10", "198.18.0.11", "2001:2::10", "2001:2::11"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let flood4: Vec<IpAddr> = (1..=64)
+        .map(|i| format!("198.18.2.{i}").parse().unwrap())
+        .collect();
+    let flood6: Vec<IpAddr> = (1..=16)
+        .map(|i| format!("2001:2:0:2::{i}").parse().unwrap())
+        .collect();
     tb.add_client_addrs(&legit);
     tb.add_client_addrs(&flood4);
     tb.add_client_addrs(&flood6);
@@ -64,11 +74,18 @@ fn main() {
             let (tb, probes) = (&tb, &probes);
             scope.spawn(move || {
                 tb.client.enter_current_thread();
-                let dst = if src.is_ipv4() { SocketAddr::new(SERVER_V4.into(), 80) } else { SocketAddr::new(SERVER_V6.into(), 80) };
+                let dst = if src.is_ipv4() {
+                    SocketAddr::new(SERVER_V4.into(), 80)
+                } else {
+                    SocketAddr::new(SERVER_V6.into(), 80)
+                };
                 while start.elapsed() < RUN {
                     let at = start.elapsed().as_secs_f64();
                     let r = legit_request(*src, dst);
-                    probes.lock().unwrap().push((at, r.is_some(), r.unwrap_or(0.0)));
+                    probes
+                        .lock()
+                        .unwrap()
+                        .push((at, r.is_some(), r.unwrap_or(0.0)));
                     std::thread::sleep(Duration::from_millis(100));
                 }
             });
@@ -80,18 +97,36 @@ fn main() {
             std::thread::sleep(Duration::from_millis(250));
             if wrk.is_empty() && start.elapsed() >= FLOOD_AT {
                 flood_start_ns = monotonic_ns();
-                wrk.push(tb.start_wrk(&shim, &flood4, &format!("http://{SERVER_V4}/"), FLOOD_FOR, 128));
-                wrk.push(tb.start_wrk(&shim, &flood6, &format!("http://[{SERVER_V6}]/"), FLOOD_FOR, 32));
+                wrk.push(tb.start_wrk(
+                    &shim,
+                    &flood4,
+                    &format!("http://{SERVER_V4}/"),
+                    FLOOD_FOR,
+                    128,
+                ));
+                wrk.push(tb.start_wrk(
+                    &shim,
+                    &flood6,
+                    &format!("http://[{SERVER_V6}]/"),
+                    FLOOD_FOR,
+                    32,
+                ));
             }
             let now = filter.counters().expect("counters");
             let t = start.elapsed().as_secs_f64();
             let d = |i: u32| (now[i as usize] - last[i as usize]) as f64 / (t - last_t);
-            series.push((t, d(counter::REQUEST_STARTS), d(counter::DROPPED_EXACT) + d(counter::DROPPED_PREFIX), d(counter::PASSED)));
+            series.push((
+                t,
+                d(counter::REQUEST_STARTS),
+                d(counter::DROPPED_EXACT) + d(counter::DROPPED_PREFIX),
+                d(counter::PASSED),
+            ));
             last = now;
             last_t = t;
         }
         for mut w in wrk {
-            w.wait_exit(Duration::from_secs(15)).expect("wrk is bounded");
+            w.wait_exit(Duration::from_secs(15))
+                .expect("wrk is bounded");
             wrk_logs.push(w.log());
         }
     });
@@ -105,32 +140,70 @@ fn main() {
         .filter(|b| flooders.contains(&b.target.ip))
         .map(|b| (b.added_ns.saturating_sub(flood_start_ns)) as f64 / 1e6)
         .collect();
-    let legit_blocked = blocks.iter().filter(|b| legit.contains(&b.target.ip)).count();
+    let legit_blocked = blocks
+        .iter()
+        .filter(|b| legit.contains(&b.target.ip))
+        .count();
     let probes = probes.into_inner().unwrap();
-    let flood_window = |p: &&Probe| p.0 >= FLOOD_AT.as_secs_f64() && p.0 < (FLOOD_AT + FLOOD_FOR).as_secs_f64();
+    let flood_window =
+        |p: &&Probe| p.0 >= FLOOD_AT.as_secs_f64() && p.0 < (FLOOD_AT + FLOOD_FOR).as_secs_f64();
     let summarize = |ps: Vec<&Probe>| {
         let ok: Vec<f64> = ps.iter().filter(|p| p.1).map(|p| p.2).collect();
         let rate = ok.len() as f64 / ps.len().max(1) as f64;
         let mut l = ok.clone();
-        let pct = |l: &mut Vec<f64>, q| if l.is_empty() { f64::NAN } else { percentile(l, q) };
-        (ps.len(), rate, pct(&mut l, 50.0), pct(&mut l, 95.0), pct(&mut l, 99.0))
+        let pct = |l: &mut Vec<f64>, q| {
+            if l.is_empty() {
+                f64::NAN
+            } else {
+                percentile(l, q)
+            }
+        };
+        (
+            ps.len(),
+            rate,
+            pct(&mut l, 50.0),
+            pct(&mut l, 95.0),
+            pct(&mut l, 99.0),
+        )
     };
     let all = summarize(probes.iter().collect());
     let during = summarize(probes.iter().filter(flood_window).collect());
-    let wrk_rps: Vec<String> = wrk_logs.iter().filter_map(|l| l.lines().find(|x| x.starts_with("Requests/sec")).map(|x| x.trim().to_owned())).collect();
+    let wrk_rps: Vec<String> = wrk_logs
+        .iter()
+        .filter_map(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Requests/sec"))
+                .map(|x| x.trim().to_owned())
+        })
+        .collect();
     let peak_starts = series.iter().map(|s| s.1).fold(0.0, f64::max);
     let peak_drops = series.iter().map(|s| s.2).fold(0.0, f64::max);
     let blocked_flooders = time_to_block.len();
-    let (ttb50, ttb_max) = if time_to_block.is_empty() { (f64::NAN, f64::NAN) } else { (percentile(&mut time_to_block, 50.0), percentile(&mut time_to_block, 100.0)) };
+    let (ttb50, ttb_max) = if time_to_block.is_empty() {
+        (f64::NAN, f64::NAN)
+    } else {
+        (
+            percentile(&mut time_to_block, 50.0),
+            percentile(&mut time_to_block, 100.0),
+        )
+    };
     let mut text = String::new();
     text.push_str(&format!("flood: {} sources ({} v4, {} v6) with wrk for {}s; legitimate: {} clients, new connection every 100 ms\n", flooders.len(), flood4.len(), flood6.len(), FLOOD_FOR.as_secs(), legit.len()));
-    text.push_str(&format!("flood answered by nginx (wrk): {}\n", wrk_rps.join(" | ")));
+    text.push_str(&format!(
+        "flood answered by nginx (wrk): {}\n",
+        wrk_rps.join(" | ")
+    ));
     text.push_str(&format!("peak request starts at XDP: {peak_starts:.0}/s; peak XDP drops: {peak_drops:.0}/s; total drops {}\n", counters[counter::DROPPED_EXACT as usize] + counters[counter::DROPPED_PREFIX as usize]));
     text.push_str(&format!("blocked flooders: {blocked_flooders}/{}; time to block from flood start: p50 {ttb50:.0} ms, max {ttb_max:.0} ms; legitimate blocked: {legit_blocked}\n", flooders.len()));
     text.push_str(&format!("legitimate (whole run): {} requests, success {:.2} %, latency p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms\n", all.0, all.1 * 100.0, all.2, all.3, all.4));
     text.push_str(&format!("legitimate (during flood): {} requests, success {:.2} %, latency p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms\n", during.0, during.1 * 100.0, during.2, during.3, during.4));
     text.push_str("plot: bench-results/loadtest.png\n");
-    plot(&series, &probes, FLOOD_AT.as_secs_f64(), (FLOOD_AT + FLOOD_FOR).as_secs_f64());
+    plot(
+        &series,
+        &probes,
+        FLOOD_AT.as_secs_f64(),
+        (FLOOD_AT + FLOOD_FOR).as_secs_f64(),
+    );
     write_results(
         "loadtest",
         &text,
@@ -147,38 +220,118 @@ fn main() {
 }
 
 fn plot(series: &[(f64, f64, f64, f64)], probes: &[Probe], flood_from: f64, flood_to: f64) {
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").expect("fonts-dejavu-core (./x setup installs it)");
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice())).map_err(|_| "font").expect("register font");
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/loadtest.png");
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        .expect("fonts-dejavu-core (./x setup installs it)");
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| "font")
+    .expect("register font");
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/loadtest.png");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let root = BitMapBackend::new(&path, (1200, 800)).into_drawing_area();
     root.fill(&WHITE).unwrap();
     let (top, bottom) = root.split_vertically(420);
     let t_max = series.last().map_or(1.0, |s| s.0);
-    let y_max = series.iter().map(|s| s.1.max(s.2).max(s.3)).fold(1.0, f64::max) * 1.1;
+    let y_max = series
+        .iter()
+        .map(|s| s.1.max(s.2).max(s.3))
+        .fold(1.0, f64::max)
+        * 1.1;
     let mut chart = ChartBuilder::on(&top)
-        .caption("Floodgate load test: packets per second at XDP", ("sans-serif", 22))
+        .caption(
+            "Floodgate load test: packets per second at XDP",
+            ("sans-serif", 22),
+        )
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..t_max, 0.0..y_max)
         .unwrap();
-    chart.configure_mesh().x_desc("seconds").y_desc("per second").draw().unwrap();
-    chart.draw_series(std::iter::once(Rectangle::new([(flood_from, 0.0), (flood_to, y_max)], RGBColor(255, 230, 230).filled()))).unwrap().label("wrk flood running").legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], RGBColor(255, 230, 230).filled()));
-    chart.draw_series(LineSeries::new(series.iter().map(|s| (s.0, s.1)), BLUE.stroke_width(2))).unwrap().label("HTTP request starts").legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
-    chart.draw_series(LineSeries::new(series.iter().map(|s| (s.0, s.2)), RED.stroke_width(2))).unwrap().label("XDP drops").legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED));
-    chart.draw_series(LineSeries::new(series.iter().map(|s| (s.0, s.3)), GREEN.stroke_width(2))).unwrap().label("passed").legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], GREEN));
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().unwrap();
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("per second")
+        .draw()
+        .unwrap();
+    chart
+        .draw_series(std::iter::once(Rectangle::new(
+            [(flood_from, 0.0), (flood_to, y_max)],
+            RGBColor(255, 230, 230).filled(),
+        )))
+        .unwrap()
+        .label("wrk flood running")
+        .legend(|(x, y)| {
+            Rectangle::new(
+                [(x, y - 5), (x + 15, y + 5)],
+                RGBColor(255, 230, 230).filled(),
+            )
+        });
+    chart
+        .draw_series(LineSeries::new(
+            series.iter().map(|s| (s.0, s.1)),
+            BLUE.stroke_width(2),
+        ))
+        .unwrap()
+        .label("HTTP request starts")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(
+            series.iter().map(|s| (s.0, s.2)),
+            RED.stroke_width(2),
+        ))
+        .unwrap()
+        .label("XDP drops")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED));
+    chart
+        .draw_series(LineSeries::new(
+            series.iter().map(|s| (s.0, s.3)),
+            GREEN.stroke_width(2),
+        ))
+        .unwrap()
+        .label("passed")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], GREEN));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .unwrap();
     let l_max = probes.iter().map(|p| p.2).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&bottom)
-        .caption("legitimate requests (new connection each): latency; failures at the top in red", ("sans-serif", 20))
+        .caption(
+            "legitimate requests (new connection each): latency; failures at the top in red",
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..t_max, 0.0..l_max)
         .unwrap();
-    chart.configure_mesh().x_desc("seconds").y_desc("ms").draw().unwrap();
-    chart.draw_series(probes.iter().filter(|p| p.1).map(|p| Circle::new((p.0, p.2), 2, BLUE.filled()))).unwrap();
-    chart.draw_series(probes.iter().filter(|p| !p.1).map(|p| Cross::new((p.0, l_max * 0.95), 4, RED))).unwrap();
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("ms")
+        .draw()
+        .unwrap();
+    chart
+        .draw_series(
+            probes
+                .iter()
+                .filter(|p| p.1)
+                .map(|p| Circle::new((p.0, p.2), 2, BLUE.filled())),
+        )
+        .unwrap();
+    chart
+        .draw_series(
+            probes
+                .iter()
+                .filter(|p| !p.1)
+                .map(|p| Cross::new((p.0, l_max * 0.95), 4, RED)),
+        )
+        .unwrap();
     root.present().unwrap();
 }

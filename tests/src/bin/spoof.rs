@@ -10,17 +10,28 @@ use floodgate_tests::packet::{ETH_IPV4, ETH_IPV6, V4Opts, ethernet, ipv4, ipv6, 
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert_eq!(args.len(), 6, "usage: spoof IFACE SRC_IP DST_IP DST_MAC COUNT");
+    assert_eq!(
+        args.len(),
+        6,
+        "usage: spoof IFACE SRC_IP DST_IP DST_MAC COUNT"
+    );
     let iface = &args[1];
     let src: IpAddr = args[2].parse().expect("SRC_IP");
     let dst: IpAddr = args[3].parse().expect("DST_IP");
-    let mac: Vec<u8> = args[4].split(':').map(|h| u8::from_str_radix(h, 16).expect("DST_MAC")).collect();
+    let mac: Vec<u8> = args[4]
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).expect("DST_MAC"))
+        .collect();
     let count: u32 = args[5].parse().expect("COUNT");
     assert!(count <= 1_000_000, "bounded: at most 1,000,000 segments");
     let ifindex = floodgate_tests::net::ifindex(iface);
     // SAFETY: plain socket(2) call; the fd is closed at exit.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_ifindex = ifindex;
@@ -29,16 +40,32 @@ fn main() {
     let mut sent = 0u32;
     for i in 0..count {
         let sport = 1024 + (i % 60000) as u16;
-        let segment = tcp(sport, 80, 0x18, b"GET /spoofed HTTP/1.1\r\nHost: victim\r\n\r\n");
+        let segment = tcp(
+            sport,
+            80,
+            0x18,
+            b"GET /spoofed HTTP/1.1\r\nHost: victim\r\n\r\n",
+        );
         let mut frame = match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => ethernet(&[], ETH_IPV4, &ipv4(s, d, 6, V4Opts::default(), &segment)),
-            (IpAddr::V6(s), IpAddr::V6(d)) => ethernet(&[], ETH_IPV6, &ipv6(s, d, &[], 6, &segment)),
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                ethernet(&[], ETH_IPV4, &ipv4(s, d, 6, V4Opts::default(), &segment))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                ethernet(&[], ETH_IPV6, &ipv6(s, d, &[], 6, &segment))
+            }
             _ => panic!("address families differ"),
         };
         frame[..6].copy_from_slice(&mac);
         // SAFETY: sendto with a valid buffer and a sockaddr_ll of the right size.
         let rc = unsafe {
-            libc::sendto(fd, frame.as_ptr().cast(), frame.len(), 0, (&raw const sll).cast(), size_of::<libc::sockaddr_ll>() as u32)
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&raw const sll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
         };
         if rc > 0 {
             sent += 1;
