@@ -344,7 +344,7 @@ impl Detector {
         talkers.sort_by(|a, b| b.rate.total_cmp(&a.rate));
         talkers.truncate(limit);
         for t in &mut talkers {
-            t.paths.sort_by(|a, b| b.1.cmp(&a.1));
+            t.paths.sort_by_key(|p| std::cmp::Reverse(p.1));
         }
         talkers
     }

@@ -467,3 +467,41 @@ impl NetNs {
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
     }
 }
+
+/// The address plan of flood tests: four legitimate clients (two per family) and `n4` IPv4 plus
+/// `n6` IPv6 flooders, all on the client end of a [`Testbed`].
+pub struct FloodPlan {
+    /// Legitimate clients.
+    pub legit: Vec<IpAddr>,
+    /// IPv4 flooders (198.18.2.0/24).
+    pub flood4: Vec<IpAddr>,
+    /// IPv6 flooders (2001:2:0:2::/64).
+    pub flood6: Vec<IpAddr>,
+}
+
+impl FloodPlan {
+    /// The plan, with its addresses added to `tb`'s client end.
+    #[must_use]
+    pub fn on(tb: &Testbed, n4: u8, n6: u16) -> Self {
+        let parse = |text: String| text.parse::<IpAddr>().expect("address");
+        let plan = Self {
+            legit: ["198.18.0.10", "198.18.0.11", "2001:2::10", "2001:2::11"]
+                .map(|a| parse(a.into()))
+                .to_vec(),
+            flood4: (1..=n4).map(|i| parse(format!("198.18.2.{i}"))).collect(),
+            flood6: (1..=n6)
+                .map(|i| parse(format!("2001:2:0:2::{i:x}")))
+                .collect(),
+        };
+        tb.add_client_addrs(&plan.legit);
+        tb.add_client_addrs(&plan.flood4);
+        tb.add_client_addrs(&plan.flood6);
+        plan
+    }
+
+    /// Every flooder.
+    #[must_use]
+    pub fn flooders(&self) -> Vec<IpAddr> {
+        self.flood4.iter().chain(&self.flood6).copied().collect()
+    }
+}

@@ -12,7 +12,7 @@ use std::{
 use filter_user::clock::monotonic_ns;
 use floodgate_tests::{
     TempPins, floodgate_ok,
-    net::{SERVER_V4, SERVER_V6, Testbed, test_config},
+    net::{FloodPlan, SERVER_V4, SERVER_V6, Testbed, test_config},
     wait_until,
 };
 
@@ -32,19 +32,8 @@ fn blocks(pins: &TempPins) -> Vec<serde_json::Value> {
 #[test]
 fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
     let tb = Testbed::new();
-    let legit: Vec<IpAddr> = ["198.18.0.10", "198.18.0.11", "2001:2::10", "2001:2::11"]
-        .iter()
-        .map(|a| a.parse().unwrap())
-        .collect();
-    let flood4: Vec<IpAddr> = (1..=32)
-        .map(|i| format!("198.18.2.{i}").parse().unwrap())
-        .collect();
-    let flood6: Vec<IpAddr> = (1..=8)
-        .map(|i| format!("2001:2:0:2::{i}").parse().unwrap())
-        .collect();
-    tb.add_client_addrs(&legit);
-    tb.add_client_addrs(&flood4);
-    tb.add_client_addrs(&flood6);
+    let plan = FloodPlan::on(&tb, 32, 8);
+    let (legit, flood4, flood6) = (&plan.legit, &plan.flood4, &plan.flood6);
     let _nginx = tb.start_nginx();
     let pins = TempPins::new();
     let daemon = tb.start_daemon(&pins, &test_config(CONFIG));
@@ -55,7 +44,7 @@ fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
     let mut flood_start = 0;
     std::thread::scope(|scope| {
         // Legitimate clients: ~4 requests per second each for 8 s.
-        for src in &legit {
+        for src in legit {
             let (tb, ok, failed) = (&tb, &ok, &failed);
             scope.spawn(move || {
                 let dst: IpAddr = if src.is_ipv4() {
@@ -78,14 +67,14 @@ fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
         flood_start = monotonic_ns();
         let mut wrk4 = tb.start_wrk(
             &shim,
-            &flood4,
+            flood4,
             &format!("http://{SERVER_V4}/"),
             Duration::from_secs(5),
             64,
         );
         let mut wrk6 = tb.start_wrk(
             &shim,
-            &flood6,
+            flood6,
             &format!("http://[{SERVER_V6}]/"),
             Duration::from_secs(5),
             16,
@@ -110,7 +99,7 @@ fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
             .find(|b| b["target"] == ip.to_string())
             .map(|b| b["added_ns"].as_u64().unwrap())
     };
-    for ip in flood4.iter().chain(&flood6) {
+    for ip in &plan.flooders() {
         let at = blocked_at(ip)
             .unwrap_or_else(|| panic!("flooding address {ip} was not blocked\n{log}"));
         let after = Duration::from_nanos(at.saturating_sub(flood_start));
@@ -119,7 +108,7 @@ fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
             "{ip} blocked {after:?} after the flood started"
         );
     }
-    for ip in &legit {
+    for ip in legit {
         assert!(
             blocked_at(ip).is_none(),
             "legitimate {ip} was blocked\n{log}"

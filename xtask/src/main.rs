@@ -80,69 +80,46 @@ fn main() -> Result<()> {
             )
         }
         Task::Test => test(),
-        Task::Loadtest => {
-            let env = setup::setup(true)?;
-            setup::run(cargo(&env).args([
-                "build",
-                "--release",
-                "-p",
-                "filter-user",
-                "-p",
-                "floodgate-tests",
-            ]))?;
-            setup::run(
-                cargo(&env)
-                    .args([
-                        "run",
-                        "--release",
-                        "-q",
-                        "-p",
-                        "floodgate-tests",
-                        "--bin",
-                        "loadtest",
-                    ])
-                    .env(
-                        "FLOODGATE_BIN",
-                        std::path::absolute("target/release/floodgate")?,
-                    ),
-            )
-        }
+        Task::Loadtest => run_tool("loadtest"),
         Task::Package => {
             let env = setup::setup(true)?;
             package::package(&env).map(|_| ())
         }
-        Task::Bench { which } => {
-            let env = setup::setup(true)?;
-            let bin = match which {
-                Bench::Verdict => "bench-verdict",
-                Bench::Detect => "bench-detect",
-            };
-            setup::run(cargo(&env).args([
-                "build",
+        Task::Bench { which } => run_tool(match which {
+            Bench::Verdict => "bench-verdict",
+            Bench::Detect => "bench-detect",
+        }),
+    }
+}
+
+/// Builds the release binaries and runs one of the tests crate's tools (benchmarks, load test)
+/// against the release daemon.
+fn run_tool(bin: &str) -> Result<()> {
+    let env = setup::setup(true)?;
+    setup::run(cargo(&env).args([
+        "build",
+        "--release",
+        "-p",
+        "filter-user",
+        "-p",
+        "floodgate-tests",
+    ]))?;
+    setup::run(
+        cargo(&env)
+            .args([
+                "run",
                 "--release",
-                "-p",
-                "filter-user",
+                "-q",
                 "-p",
                 "floodgate-tests",
-            ]))?;
-            setup::run(
-                cargo(&env)
-                    .args([
-                        "run",
-                        "--release",
-                        "-q",
-                        "-p",
-                        "floodgate-tests",
-                        "--bin",
-                        bin,
-                    ])
-                    .env(
-                        "FLOODGATE_BIN",
-                        std::path::absolute("target/release/floodgate")?,
-                    ),
-            )
-        }
-    }
+                "--bin",
+                bin,
+            ])
+            .env(
+                "FLOODGATE_BIN",
+                std::path::absolute("target/release/floodgate")?,
+            ),
+    )
 }
 
 fn test() -> Result<()> {

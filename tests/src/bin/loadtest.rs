@@ -17,7 +17,7 @@ use filter_user::{clock::monotonic_ns, filter::Filter};
 use floodgate_tests::{
     TempPins,
     bench::{percentile, write_results},
-    net::{SERVER_V4, SERVER_V6, Testbed, connect_from, test_config},
+    net::{FloodPlan, SERVER_V4, SERVER_V6, Testbed, connect_from, test_config},
 };
 use plotters::prelude::*;
 use serde_json::json;
@@ -45,19 +45,8 @@ fn legit_request(src: IpAddr, dst: SocketAddr) -> Option<f64> {
 fn main() {
     floodgate_tests::require_root();
     let tb = Testbed::new();
-    let legit: Vec<IpAddr> = ["198.18.0.10", "198.18.0.11", "2001:2::10", "2001:2::11"]
-        .iter()
-        .map(|a| a.parse().unwrap())
-        .collect();
-    let flood4: Vec<IpAddr> = (1..=64)
-        .map(|i| format!("198.18.2.{i}").parse().unwrap())
-        .collect();
-    let flood6: Vec<IpAddr> = (1..=16)
-        .map(|i| format!("2001:2:0:2::{i}").parse().unwrap())
-        .collect();
-    tb.add_client_addrs(&legit);
-    tb.add_client_addrs(&flood4);
-    tb.add_client_addrs(&flood6);
+    let plan = FloodPlan::on(&tb, 64, 16);
+    let (legit, flood4, flood6) = (&plan.legit, &plan.flood4, &plan.flood6);
     let _nginx = tb.start_nginx();
     let pins = TempPins::new();
     let _daemon = tb.start_daemon(&pins, &test_config("[aggregation]\nmin_addresses = 0\n"));
@@ -70,7 +59,7 @@ fn main() {
     let mut wrk_logs = Vec::new();
     let mut flood_start_ns = 0;
     std::thread::scope(|scope| {
-        for src in &legit {
+        for src in legit {
             let (tb, probes) = (&tb, &probes);
             scope.spawn(move || {
                 tb.client.enter_current_thread();
@@ -99,14 +88,14 @@ fn main() {
                 flood_start_ns = monotonic_ns();
                 wrk.push(tb.start_wrk(
                     &shim,
-                    &flood4,
+                    flood4,
                     &format!("http://{SERVER_V4}/"),
                     FLOOD_FOR,
                     128,
                 ));
                 wrk.push(tb.start_wrk(
                     &shim,
-                    &flood6,
+                    flood6,
                     &format!("http://[{SERVER_V6}]/"),
                     FLOOD_FOR,
                     32,
@@ -134,7 +123,7 @@ fn main() {
 
     let counters = filter.counters().expect("counters");
     let blocks = filter.blocks().expect("blocks");
-    let flooders: Vec<IpAddr> = flood4.iter().chain(&flood6).copied().collect();
+    let flooders = plan.flooders();
     let mut time_to_block: Vec<f64> = blocks
         .iter()
         .filter(|b| flooders.contains(&b.target.ip))
