@@ -161,6 +161,9 @@ pub mod reason {
     pub const AGGREGATE: u16 = 3;
 }
 
+/// Expired prefix entries the program looks past (to shorter prefixes) before giving up.
+pub const MAX_SHADOWED_PREFIXES: usize = 4;
+
 /// Bytes of free text kept with a block entry (rule name or operator's reason), NUL padded.
 pub const REASON_TEXT_LEN: usize = 32;
 
@@ -176,8 +179,11 @@ pub struct BlockEntry {
     pub hits: u64,
     /// One of [`reason`].
     pub reason_code: u16,
+    /// Prefix length of the entry's key in the 16-byte key space (128 for exact entries). The
+    /// program uses it to look past an expired prefix to a shorter one still in force.
+    pub key_len: u16,
     /// Reserved, zero.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 4],
     /// Rule name or operator text, NUL padded.
     pub reason_text: [u8; REASON_TEXT_LEN],
 }

@@ -23,8 +23,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use filter_common::{
-    Addr, AllowEntry, BlockEntry, HTTP_METHODS, SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample,
-    capacity, config, counter,
+    Addr, AllowEntry, BlockEntry, HTTP_METHODS, MAX_SHADOWED_PREFIXES, SAMPLE_FLAG_V6,
+    SAMPLE_PAYLOAD_MAX, Sample, capacity, config, counter,
 };
 use filter_ebpf::parse::{self, Packet, ParseError, Tcp, bounded, ptr_at};
 
@@ -118,14 +118,25 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
             expired = true;
         }
     }
-    if matched.is_none()
-        && let Some(entry) = BLOCK_PREFIX.get(&host)
-    {
-        let entry: *const BlockEntry = entry;
-        if in_force(entry) {
-            matched = Some((counter::DROPPED_PREFIX, entry));
-        } else {
+    if matched.is_none() {
+        // The longest prefix may have expired while a shorter one is in force: look past it.
+        let mut key = Key::new(128, saddr);
+        for _ in 0..MAX_SHADOWED_PREFIXES {
+            let Some(entry) = BLOCK_PREFIX.get(&key) else {
+                break;
+            };
+            let entry: *const BlockEntry = entry;
+            if in_force(entry) {
+                matched = Some((counter::DROPPED_PREFIX, entry));
+                break;
+            }
             expired = true;
+            // SAFETY: a live map value, as above.
+            let len = u32::from(unsafe { (*entry).key_len });
+            if len == 0 || len > 128 {
+                break;
+            }
+            key.prefix_len = len - 1;
         }
     }
     match matched {

@@ -8,7 +8,8 @@ use aya::maps::{
     lpm_trie::{Key, LpmTrie},
 };
 use filter_common::{
-    Addr, AllowEntry, BlockEntry, REASON_TEXT_LEN, capacity, config, counter, maps,
+    Addr, AllowEntry, BlockEntry, MAX_SHADOWED_PREFIXES, REASON_TEXT_LEN, capacity, config,
+    counter, maps,
 };
 
 use crate::{
@@ -152,7 +153,8 @@ pub fn block_entry(ttl: Option<Duration>, reason_code: u16, reason: &str) -> Blo
         added_ns: now,
         hits: 0,
         reason_code,
-        _pad: [0; 6],
+        key_len: 128,
+        _pad: [0; 4],
         reason_text: reason_text(reason),
     }
 }
@@ -193,14 +195,18 @@ impl Filter {
 
     /// Writes a block entry for an address (exact map) or prefix (LPM trie).
     pub fn block(&mut self, target: Target, entry: &BlockEntry) -> Result<(), FilterError> {
+        let entry = BlockEntry {
+            key_len: target.key_len() as u16,
+            ..*entry
+        };
         if target.is_host() {
             self.exact
-                .insert(&target.key(), entry, 0)
+                .insert(&target.key(), &entry, 0)
                 .map_err(write_err(maps::BLOCK_EXACT, capacity::BLOCK_EXACT))
         } else {
             let key = Key::new(target.key_len(), target.key());
             self.prefix
-                .insert(&key, entry, 0)
+                .insert(&key, &entry, 0)
                 .map_err(write_err(maps::BLOCK_PREFIX, capacity::BLOCK_PREFIX))
         }
     }
@@ -254,20 +260,30 @@ impl Filter {
         Ok(out)
     }
 
-    /// The block entry in force that covers `ip` (exact first, then longest prefix), if any.
+    /// The block entry that decides `ip`'s fate, as the program finds it: the exact entry if in
+    /// force, else the longest prefix in force (looking past at most
+    /// [`MAX_SHADOWED_PREFIXES`] expired longer ones), else the expired entry that matched.
     pub fn covering_block(&self, ip: IpAddr) -> Result<Option<BlockView>, FilterError> {
         let now = monotonic_ns();
         let host = Target::host(ip);
-        if let Some(entry) = self.block_entry(host)? {
-            return Ok(Some(view(host, &entry, now)));
+        let exact = self.block_entry(host)?.map(|e| view(host, &e, now));
+        if let Some(b) = exact.as_ref().filter(|b| !b.expired) {
+            return Ok(Some(b.clone()));
         }
-        // The kernel's longest-prefix match returns the value only; find its key by listing.
-        let best = self
+        let mut prefixes: Vec<BlockView> = self
             .blocks()?
             .into_iter()
             .filter(|b| !b.target.is_host() && b.target.contains(ip))
-            .max_by_key(|b| b.target.len);
-        Ok(best)
+            .collect();
+        prefixes.sort_by_key(|b| std::cmp::Reverse(b.target.len));
+        let in_force = prefixes
+            .iter()
+            .take(MAX_SHADOWED_PREFIXES)
+            .position(|b| !b.expired);
+        Ok(match in_force {
+            Some(i) if prefixes[..i].iter().all(|b| b.expired) => Some(prefixes[i].clone()),
+            _ => exact.or_else(|| prefixes.into_iter().next()),
+        })
     }
 
     /// Removes every block entry; returns how many.
