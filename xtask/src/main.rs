@@ -1,6 +1,7 @@
 //! Orchestration for Floodgate: `cargo xtask setup | build | run | test | bench | loadtest |
 //! package`. Every command first installs what it needs (see `setup`).
 
+mod fuzz;
 mod package;
 mod setup;
 
@@ -33,6 +34,16 @@ enum Task {
     /// The load-test kit: namespaces, nginx, the daemon, a wrk flood from many addresses and
     /// legitimate clients; prints a report and writes bench-results/loadtest.png.
     Loadtest,
+    /// Fuzz the parsers (cargo fuzz) for --time seconds in all, and --packets random and mutated
+    /// packets through the XDP program.
+    Fuzz {
+        /// Seconds of coverage-guided fuzzing, split over the targets.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Packets through the XDP program.
+        #[arg(long, default_value_t = 1_000_000)]
+        packets: u64,
+    },
     /// Build the Debian package (target/deb/floodgate_VERSION_ARCH.deb).
     Package,
     /// Run a benchmark and write its results under bench-results/.
@@ -81,6 +92,10 @@ fn main() -> Result<()> {
         }
         Task::Test => test(),
         Task::Loadtest => run_tool("loadtest"),
+        Task::Fuzz { time, packets } => {
+            let env = setup::setup(true)?;
+            fuzz::fuzz(&env, time, packets)
+        }
         Task::Package => {
             let env = setup::setup(true)?;
             package::package(&env).map(|_| ())

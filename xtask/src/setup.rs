@@ -14,13 +14,14 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM major of the pinned toolchain, i.e. bpf-linker's `llvm-N` feature.
 const LLVM_MAJOR: &str = "23";
 /// Debian packages the build, tests, benchmarks and load test use.
-const APT_PACKAGES: [&str; 9] = [
+const APT_PACKAGES: [&str; 10] = [
     "iproute2",
     "util-linux",
     "curl",
     "nginx",
     "wrk",
     "gcc",
+    "g++",
     "systemd",
     "fonts-dejavu-core",
     "dpkg-dev",
