@@ -81,6 +81,33 @@ pub struct Config {
     pub escalation: EscalationConfig,
     /// Blocking a whole prefix when many of its addresses offend.
     pub aggregation: AggregationConfig,
+    /// Collateral-damage guard.
+    pub guard: GuardConfig,
+}
+
+/// `[guard]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    /// No IPv4 prefix shorter (wider) than this is ever blocked by the daemon.
+    pub max_prefix_v4: u8,
+    /// No IPv6 prefix shorter (wider) than this is ever blocked by the daemon.
+    pub max_prefix_v6: u8,
+    /// A prefix block may cover at most this share of the legitimate clients seen in `window`.
+    pub max_legit_share: f64,
+    /// How long a client counts as recently seen.
+    pub window: String,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            max_prefix_v4: 16,
+            max_prefix_v6: 48,
+            max_legit_share: 0.1,
+            window: "10m".into(),
+        }
+    }
 }
 
 /// `[filter]`.
@@ -215,6 +242,7 @@ impl Default for Config {
             rules: default_rules(),
             escalation: EscalationConfig::default(),
             aggregation: AggregationConfig::default(),
+            guard: GuardConfig::default(),
         }
     }
 }
@@ -412,6 +440,14 @@ pub struct Settings {
     pub aggregate_v6: u8,
     /// Prefix block TTL.
     pub aggregate_ttl: Duration,
+    /// Widest IPv4 prefix the daemon may block.
+    pub guard_max_prefix_v4: u8,
+    /// Widest IPv6 prefix the daemon may block.
+    pub guard_max_prefix_v6: u8,
+    /// Largest share of recent legitimate clients a prefix block may cover.
+    pub guard_max_legit_share: f64,
+    /// How long a client counts as recently seen.
+    pub guard_window: Duration,
 }
 
 /// Loads and validates a file (refusing one writable by group or others).
@@ -612,6 +648,19 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
             "1 would turn every block into a prefix block; use 0 (off) or ≥ 2".into(),
         ));
     }
+    let g = &c.guard;
+    if g.max_prefix_v4 > 32 || g.max_prefix_v6 > 128 {
+        return Err(invalid(
+            "guard.max_prefix_v4",
+            "prefix lengths are 0..=32 (v4) and 0..=128 (v6)".into(),
+        ));
+    }
+    if !(g.max_legit_share.is_finite() && (0.0..=1.0).contains(&g.max_legit_share)) {
+        return Err(invalid(
+            "guard.max_legit_share",
+            "must be a number in 0..=1".into(),
+        ));
+    }
     Ok(Settings {
         interfaces: c.filter.interfaces.clone(),
         skb,
@@ -634,6 +683,10 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
         aggregate_v4: a.prefix_v4,
         aggregate_v6: a.prefix_v6,
         aggregate_ttl: duration("aggregation.ttl", &a.ttl)?,
+        guard_max_prefix_v4: g.max_prefix_v4,
+        guard_max_prefix_v6: g.max_prefix_v6,
+        guard_max_legit_share: g.max_legit_share,
+        guard_window: duration("guard.window", &g.window)?,
     })
 }
 

@@ -27,6 +27,7 @@ use crate::{
     config::{self as cfg, Settings},
     detect::{Decision, Detector},
     filter::{Filter, block_entry},
+    guard,
     http::SampleRecord,
     metrics as m,
     notify::{notify, reloading},
@@ -243,18 +244,32 @@ impl Daemon {
             );
             return;
         }
-        match self.filter.is_allowed(d.target.ip) {
-            Ok(true) => {
-                log::info!(
-                    "not blocking {}: on the allow list (rule {}, {:.0} req/s)",
-                    d.target,
-                    d.rule,
-                    d.rate
-                );
-                return;
-            }
-            Ok(false) => {}
-            Err(err) => log::warn!("allow list lookup for {}: {err}", d.target),
+        let allowed = self.filter.is_allowed(d.target.ip).unwrap_or_else(|err| {
+            log::warn!(
+                "allow list lookup for {}: {err}; refusing to block it",
+                d.target
+            );
+            true
+        });
+        let (inside, total) = if d.target.is_host() {
+            (0, 0)
+        } else {
+            self.detector.legit_clients(&d.target)
+        };
+        if let Err(refusal) = guard::check(d, allowed, inside, total, &self.settings) {
+            let reason = match refusal {
+                guard::Refusal::AllowListed => "allow_listed",
+                guard::Refusal::TooWide { .. } => "too_wide",
+                guard::Refusal::Collateral { .. } => "collateral",
+            };
+            metrics::counter!(m::REFUSED, "reason" => reason).increment(1);
+            log::warn!(
+                "refused to block {} (rule {}, {:.0} req/s): {refusal}",
+                d.target,
+                d.rule,
+                d.rate
+            );
+            return;
         }
         let code = if d.aggregate {
             reason::AGGREGATE
@@ -269,7 +284,7 @@ impl Daemon {
         {
             return;
         }
-        if let Err(err) = self.filter.block(d.target, &entry) {
+        if let Err(err) = self.write_block(d.target, &entry) {
             metrics::counter!(m::WRITE_FAILURES).increment(1);
             log::error!("could not block {} (rule {}): {err}", d.target, d.rule);
             return;
@@ -291,6 +306,30 @@ impl Daemon {
                 ""
             }
         );
+    }
+
+    /// Writes a decision. When the exact map is full, the documented policy applies: the
+    /// daemon-made entry closest to expiry is evicted (operators' entries never are), logged and
+    /// counted; with nothing evictable the write fails loudly.
+    fn write_block(
+        &mut self,
+        target: Target,
+        entry: &filter_common::BlockEntry,
+    ) -> Result<(), crate::filter::FilterError> {
+        match self.filter.block(target, entry) {
+            Err(crate::filter::FilterError::Full { map, capacity }) if target.is_host() => {
+                let victim = self.filter.evict_soonest_rule_block()?;
+                let Some(victim) = victim else {
+                    return Err(crate::filter::FilterError::Full { map, capacity });
+                };
+                metrics::counter!(m::EVICTIONS).increment(1);
+                log::warn!(
+                    "block map {map} full ({capacity} entries): evicted {victim} (the daemon's entry closest to expiry) to block {target}"
+                );
+                self.filter.block(target, entry)
+            }
+            other => other,
+        }
     }
 
     fn tick(&mut self) {

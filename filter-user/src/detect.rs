@@ -22,6 +22,8 @@ use crate::{
 const TOP_CAPACITY: usize = 256;
 /// Paths kept per talker.
 const TOP_PATHS: usize = 4;
+/// Recently seen legitimate clients kept for the collateral guard.
+const RECENT_CAP: usize = 1 << 16;
 /// Share of a rule's threshold from which a source counts as a talker for `top`.
 const TOP_MIN_SHARE: f64 = 0.1;
 
@@ -86,6 +88,7 @@ pub struct Detector {
     offences: HashMap<IpAddr, (u32, u64)>,
     aggregates: HashMap<Target, Vec<(IpAddr, u64)>>,
     top: HashMap<IpAddr, Talker>,
+    recent: HashMap<IpAddr, u64>,
     hasher: std::collections::hash_map::RandomState,
     settings: Settings,
     stats: DetectStats,
@@ -102,6 +105,7 @@ impl Detector {
             offences: HashMap::new(),
             aggregates: HashMap::new(),
             top: HashMap::new(),
+            recent: HashMap::new(),
             hasher: std::collections::hash_map::RandomState::new(),
             settings: settings.clone(),
             stats: DetectStats::default(),
@@ -205,6 +209,17 @@ impl Detector {
         // nothing here, and a flood of distinct sources cannot churn the table.
         if heaviest >= TOP_MIN_SHARE {
             self.note_talker(sample, request.path);
+        }
+        // Clients under every threshold and never decided count as legitimate for the guard.
+        if heaviest <= 1.0 && !self.decided.contains_key(&Target::host(sample.src)) {
+            if let Some(seen) = self.recent.get_mut(&sample.src) {
+                *seen = sample.ktime_ns;
+            } else if self.recent.len() < RECENT_CAP {
+                self.recent.insert(sample.src, sample.ktime_ns);
+            }
+        }
+        for d in &decisions {
+            self.recent.remove(&d.target.ip);
         }
         let aggregated: Vec<Decision> = decisions
             .iter()
@@ -330,11 +345,26 @@ impl Detector {
         let memory = self.settings.offence_memory.as_nanos() as u64;
         self.offences
             .retain(|_, (_, at)| now_ns.saturating_sub(*at) <= memory);
+        let window = self.settings.guard_window.as_nanos() as u64;
+        self.recent
+            .retain(|_, seen| now_ns.saturating_sub(*seen) <= window);
         let period = self.settings.aggregate_period.as_nanos() as u64;
         self.aggregates.retain(|_, m| {
             m.retain(|(_, at)| now_ns.saturating_sub(*at) <= period);
             !m.is_empty()
         });
+    }
+
+    /// Legitimate clients seen within the guard window: (inside `target`, in all).
+    #[must_use]
+    pub fn legit_clients(&self, target: &Target) -> (usize, usize) {
+        (
+            self.recent
+                .keys()
+                .filter(|ip| target.contains(**ip))
+                .count(),
+            self.recent.len(),
+        )
     }
 
     /// The heaviest talkers, highest rate first.

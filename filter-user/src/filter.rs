@@ -313,6 +313,29 @@ impl Filter {
         Ok(exact.len() + prefixes.len())
     }
 
+    /// Full-map policy: removes the daemon-made (rule or aggregate) exact entry that expires
+    /// soonest (expired ones first); operators' entries are never evicted. Returns it, or
+    /// `None` when there is nothing evictable.
+    pub fn evict_soonest_rule_block(&mut self) -> Result<Option<Target>, FilterError> {
+        let mut victim: Option<(u64, Addr)> = None;
+        for item in self.exact.iter() {
+            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_EXACT))?;
+            if entry.reason_code == filter_common::reason::MANUAL || entry.expires_ns == 0 {
+                continue;
+            }
+            if victim.is_none_or(|(expires, _)| entry.expires_ns < expires) {
+                victim = Some((entry.expires_ns, key));
+            }
+        }
+        let Some((_, key)) = victim else {
+            return Ok(None);
+        };
+        self.exact
+            .remove(&key)
+            .map_err(map_err("remove", maps::BLOCK_EXACT))?;
+        Ok(Some(Target::from_key(key, 128)))
+    }
+
     /// Removes expired block entries; returns the targets removed.
     pub fn sweep_expired(&mut self) -> Result<Vec<Target>, FilterError> {
         let now = monotonic_ns();

@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod detect;
 pub mod filter;
+pub mod guard;
 pub mod http;
 pub mod logging;
 pub mod metrics;

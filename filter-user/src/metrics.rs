@@ -29,6 +29,10 @@ pub const MEMORY: &str = "floodgate_daemon_resident_bytes";
 pub const EXPIRED: &str = "floodgate_expired_blocks_total";
 /// Samples processed by the detector.
 pub const DETECTOR_SAMPLES: &str = "floodgate_detector_samples_total";
+/// Decisions refused by the collateral guard (label `reason`).
+pub const REFUSED: &str = "floodgate_decisions_refused_total";
+/// Daemon-made entries evicted because the exact block map was full.
+pub const EVICTIONS: &str = "floodgate_block_evictions_total";
 /// Failed map writes of decisions.
 pub const WRITE_FAILURES: &str = "floodgate_decision_write_failures_total";
 

@@ -158,19 +158,39 @@ impl Pins {
         } else {
             self.root.parent().unwrap_or(&self.root).to_path_buf()
         };
-        if !is_bpffs(&probe) {
-            return Err(PinsError::NotBpffs { path: probe });
+        match is_bpffs(&probe) {
+            Ok(true) => {}
+            Ok(false) => return Err(PinsError::NotBpffs { path: probe }),
+            Err(source) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(PinsError::NotBpffs { path: probe });
+            }
+            Err(source) => {
+                return Err(PinsError::Io {
+                    op: "stat",
+                    path: probe,
+                    source,
+                });
+            }
         }
-        if let Ok(entries) = std::fs::read_dir(&self.root) {
-            for entry in entries.filter_map(Result::ok) {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name != LAYOUT_VERSION {
-                    return Err(PinsError::ForeignLayout {
-                        root: self.root.clone(),
-                        found: name,
-                        ours: LAYOUT_VERSION,
-                    });
-                }
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(PinsError::Io {
+                    op: "read",
+                    path: self.root.clone(),
+                    source,
+                });
+            }
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != LAYOUT_VERSION {
+                return Err(PinsError::ForeignLayout {
+                    root: self.root.clone(),
+                    found: name,
+                    ours: LAYOUT_VERSION,
+                });
             }
         }
         Ok(())
@@ -180,12 +200,24 @@ impl Pins {
     /// directory), waiting for a concurrent holder.
     pub fn lock(&self) -> Result<Lock, PinsError> {
         self.check()?;
-        for dir in [self.maps_dir(), self.links_dir()] {
-            std::fs::create_dir_all(&dir).map_err(|source| PinsError::Io {
-                op: "create",
-                path: dir.clone(),
-                source,
-            })?;
+        // Root only: the pins and the maps behind them are the filter's whole state.
+        for dir in [
+            self.root.clone(),
+            self.layout_dir(),
+            self.maps_dir(),
+            self.links_dir(),
+        ] {
+            use std::os::unix::fs::DirBuilderExt as _;
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|source| PinsError::Io {
+                        op: "create",
+                        path: dir.clone(),
+                        source,
+                    })?;
+            }
         }
         let dir = self.layout_dir();
         let file = File::open(&dir).map_err(|source| PinsError::Io {
@@ -205,13 +237,14 @@ impl Pins {
     }
 }
 
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
+fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: all-zero is a valid statfs to be overwritten.
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid NUL-terminated path and a writable statfs.
-    let rc = unsafe { libc::statfs(c_path.as_ptr(), &raw mut stat) };
-    rc == 0 && stat.f_type == BPF_FS_MAGIC
+    if unsafe { libc::statfs(c_path.as_ptr(), &raw mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.f_type == BPF_FS_MAGIC)
 }

@@ -2,7 +2,10 @@
 //! never completed a handshake (an attacker naming a victim), through an AF_PACKET socket on
 //! an interface of the test's own namespace. Bounded in count.
 //!
-//! Usage: spoof IFACE SRC_IP DST_IP DST_MAC COUNT
+//! Usage: spoof IFACE SRC_IP DST_IP DST_MAC COUNT [--distinct]
+//! With `--distinct`, every segment has its own source: 198.19.0.0/16 first, then
+//! 2001:2:0:ff00::/56 (the test blackholes both on the server side); SRC_IP/DST_IP then only
+//! give the IPv4 destination and are otherwise ignored.
 
 use std::net::IpAddr;
 
@@ -10,11 +13,11 @@ use floodgate_tests::packet::{ETH_IPV4, ETH_IPV6, V4Opts, ethernet, ipv4, ipv6, 
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert_eq!(
-        args.len(),
-        6,
-        "usage: spoof IFACE SRC_IP DST_IP DST_MAC COUNT"
+    assert!(
+        args.len() == 6 || args.len() == 7,
+        "usage: spoof IFACE SRC_IP DST_IP DST_MAC COUNT [--distinct]"
     );
+    let distinct = args.get(6).is_some_and(|a| a == "--distinct");
     let iface = &args[1];
     let src: IpAddr = args[2].parse().expect("SRC_IP");
     let dst: IpAddr = args[3].parse().expect("DST_IP");
@@ -46,6 +49,11 @@ fn main() {
             0x18,
             b"GET /spoofed HTTP/1.1\r\nHost: victim\r\n\r\n",
         );
+        let (src, dst) = if distinct {
+            distinct_source(i, dst)
+        } else {
+            (src, dst)
+        };
         let mut frame = match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 ethernet(&[], ETH_IPV4, &ipv4(s, d, 6, V4Opts::default(), &segment))
@@ -72,4 +80,30 @@ fn main() {
         }
     }
     println!("{sent}");
+}
+
+/// The i-th distinct spoofed source, and the destination of its family.
+fn distinct_source(i: u32, dst4: IpAddr) -> (IpAddr, IpAddr) {
+    if i < 65_536 {
+        (
+            std::net::Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8).into(),
+            dst4,
+        )
+    } else {
+        let n = i - 65_536;
+        let src = std::net::Ipv6Addr::new(
+            0x2001,
+            2,
+            0,
+            0xff00 | (n >> 24) as u16,
+            0,
+            0,
+            (n >> 16) as u16 & 0xff,
+            n as u16,
+        );
+        (
+            src.into(),
+            std::net::Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1).into(),
+        )
+    }
 }

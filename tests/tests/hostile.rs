@@ -1,0 +1,429 @@
+//! Hostile input and faults against the real daemon and program: the collateral-damage guard,
+//! a full block map, a million spoofed sources, ring-buffer overload, kills at random points,
+//! and the locked-down control surface.
+
+use std::{
+    net::IpAddr,
+    os::unix::fs::PermissionsExt as _,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use filter_common::reason;
+use filter_user::{filter::block_entry, target::Target};
+use floodgate_tests::{
+    TempPins, floodgate, floodgate_bin, floodgate_ok,
+    fuzz::Rng,
+    net::{FloodPlan, SERVER_V4, Testbed, test_config},
+};
+
+fn blocks(pins: &TempPins) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["target"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn stats(pins: &TempPins) -> serde_json::Value {
+    serde_json::from_str(&floodgate_ok(pins, &["stats", "--json"])).unwrap()
+}
+
+/// Floods nginx from `sources` at `rate` requests/s each for `seconds` (the loadgen tool).
+fn loadgen(tb: &Testbed, sources: &[IpAddr], rate: u32, seconds: u32) {
+    let mut args = vec![
+        format!("{SERVER_V4}:80"),
+        rate.to_string(),
+        seconds.to_string(),
+        "100".into(),
+    ];
+    args.extend(sources.iter().map(ToString::to_string));
+    let out = tb
+        .client
+        .cmd(env!("CARGO_BIN_EXE_loadgen"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn collateral_damage_guard_refuses_and_logs() {
+    let tb = Testbed::new();
+    let flooders: Vec<IpAddr> = (1..=3)
+        .map(|i| format!("198.18.2.{i}").parse().unwrap())
+        .collect();
+    let neighbours: Vec<IpAddr> = (100..=103)
+        .map(|i| format!("198.18.2.{i}").parse().unwrap())
+        .collect();
+    tb.add_client_addrs(&flooders);
+    tb.add_client_addrs(&neighbours);
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    let config = "allow = [\"198.18.2.3\"]\n[aggregation]\nmin_addresses = 3\n\
+        [[rules]]\nname = \"per-source-flood\"\nthreshold_rps = 100.0\n\
+        [[rules]]\nname = \"wide-prefix\"\nkey = \"prefix\"\nprefix_v4 = 8\nthreshold_rps = 150.0\n";
+    let daemon = tb.start_daemon(&pins, &test_config(config));
+    // The neighbours are seen as legitimate clients first.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let end = Instant::now() + Duration::from_secs(6);
+            while Instant::now() < end {
+                for n in &neighbours {
+                    assert_eq!(
+                        tb.get(*n, SERVER_V4.into()),
+                        200,
+                        "neighbour {n} must stay served"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        loadgen(&tb, &flooders, 400, 3);
+    });
+    let log = daemon.process.log();
+    let listed = blocks(&pins);
+    assert!(
+        listed.contains(&"198.18.2.1".to_owned()) && listed.contains(&"198.18.2.2".to_owned()),
+        "{listed:?}\n{log}"
+    );
+    assert!(
+        !listed.iter().any(|b| b.contains('/')),
+        "no prefix block got through: {listed:?}"
+    );
+    assert!(
+        !listed.contains(&"198.18.2.3".to_owned()),
+        "allow-listed flooder not blocked"
+    );
+    assert!(
+        log.contains("refused to block 198.18.2.3 ") && log.contains("on the allow list"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused to block 198.0.0.0/8") && log.contains("wider than the limit /16"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused to block 198.18.2.0/24")
+            && log.contains("legitimate clients seen recently"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_full_block_map_evicts_the_daemons_soonest_entry() {
+    let tb = Testbed::new();
+    let flooder: IpAddr = "198.18.2.1".parse().unwrap();
+    tb.add_client_addrs(&[flooder]);
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    let daemon = tb.start_daemon(&pins, &test_config("[state]\nsweep_interval = \"1h\"\n"));
+    let mut filter = filter_user::filter::Filter::open(&pins.pins).unwrap();
+    let capacity = filter_common::capacity::BLOCK_EXACT;
+    let key = |n: u32| {
+        Target::host(
+            std::net::Ipv6Addr::new(0x2001, 2, 0xfff0, 0, 0, 0, (n >> 16) as u16, n as u16).into(),
+        )
+    };
+    let rule = block_entry(Some(Duration::from_secs(3600)), reason::RULE, "filler");
+    let manual = block_entry(Some(Duration::from_secs(60)), reason::MANUAL, "operator");
+    let soonest = block_entry(
+        Some(Duration::from_secs(600)),
+        reason::RULE,
+        "filler-soonest",
+    );
+    for n in 0..capacity {
+        let entry = match n {
+            0..1000 => &manual,
+            77_777 => &soonest,
+            _ => &rule,
+        };
+        filter.block(key(n), entry).unwrap();
+    }
+    assert!(
+        matches!(
+            filter.block(key(capacity), &rule),
+            Err(filter_user::filter::FilterError::Full { .. })
+        ),
+        "the map is full"
+    );
+    loadgen(&tb, &[flooder], 400, 2);
+    assert!(
+        filter.block_entry(Target::host(flooder)).unwrap().is_some(),
+        "{}",
+        daemon.process.log()
+    );
+    assert!(
+        filter.block_entry(key(77_777)).unwrap().is_none(),
+        "the daemon's soonest entry was evicted"
+    );
+    assert!(
+        filter.block_entry(key(5)).unwrap().is_some(),
+        "operator entries are never evicted"
+    );
+    assert!(
+        daemon
+            .process
+            .log()
+            .contains("full (1048576 entries): evicted 2001:2:fff0::1:2fd1"),
+        "{}",
+        daemon.process.log()
+    );
+}
+
+#[test]
+fn a_million_spoofed_sources_leave_memory_legit_clients_and_the_cli_alone() {
+    let tb = Testbed::new();
+    let legit: IpAddr = "198.18.0.10".parse().unwrap();
+    tb.add_client_addrs(&[legit]);
+    // The server's answers (RSTs) to spoofed sources go nowhere.
+    tb.server
+        .run(&["ip", "route", "add", "blackhole", "198.19.0.0/16"]);
+    tb.server.run(&[
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "blackhole",
+        "2001:2:0:ff00::/56",
+    ]);
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    let daemon = tb.start_daemon(&pins, &test_config("[state]\nmax_tracked = 65536\n"));
+    let rss = || {
+        let statm =
+            std::fs::read_to_string(format!("/proc/{}/statm", daemon.process.child.id())).unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4096
+    };
+    let rss_before = rss();
+    let before = stats(&pins);
+    let mac = tb.server_mac();
+    let mut slowest = Duration::ZERO;
+    std::thread::scope(|s| {
+        let spoof = s.spawn(|| {
+            let out = tb
+                .client
+                .cmd(env!("CARGO_BIN_EXE_spoof"))
+                .args([
+                    &tb.client_if,
+                    "198.19.0.1",
+                    &SERVER_V4.to_string(),
+                    &mac,
+                    "1000000",
+                    "--distinct",
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        });
+        while !spoof.is_finished() {
+            let t = Instant::now();
+            let _ = stats(&pins);
+            slowest = slowest.max(t.elapsed());
+            assert_eq!(
+                tb.get(legit, SERVER_V4.into()),
+                200,
+                "legitimate client served during the spoofed flood"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let after = stats(&pins);
+    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert!(delta("request_starts") >= 990_000, "{after}");
+    // Sampled 1 in N (N adapts to the rate); none of them is verified, none reaches the daemon.
+    assert!(delta("samples_unverified") >= 1_000, "{after}");
+    assert!(
+        delta("samples") < 100,
+        "spoofed segments are never samples: {after}"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "floodgate stats took {slowest:?}"
+    );
+    let grown = rss().saturating_sub(rss_before);
+    eprintln!(
+        "1,000,000 spoofed sources: daemon RSS {rss_before} → {} bytes, slowest `stats` {slowest:?}, {after}",
+        rss()
+    );
+    assert!(grown < 16 << 20, "daemon memory grew by {grown} bytes");
+    assert!(
+        blocks(&pins).is_empty(),
+        "no spoofed source (nor the legitimate client) blocked"
+    );
+}
+
+#[test]
+fn ring_buffer_overload_is_counted_and_the_daemon_recovers() {
+    let tb = Testbed::new();
+    let plan = FloodPlan::on(&tb, 16, 0);
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    // Generous threshold: this is about sample overload, not blocking.
+    let daemon = tb.start_daemon(
+        &pins,
+        &test_config("[[rules]]\nname = \"lenient\"\nthreshold_rps = 100000.0\n"),
+    );
+    daemon.process.signal(libc::SIGSTOP);
+    let shim = Testbed::build_shim();
+    let mut wrk = tb.start_wrk(
+        &shim,
+        &plan.flood4,
+        &format!("http://{SERVER_V4}/"),
+        Duration::from_secs(4),
+        64,
+    );
+    wrk.wait_exit(Duration::from_secs(15))
+        .expect("wrk is bounded");
+    let _ = std::fs::remove_file(&shim);
+    let lost = stats(&pins)["samples_lost"].as_u64().unwrap();
+    daemon.process.signal(libc::SIGCONT);
+    assert!(
+        lost > 0,
+        "a stopped reader lets the ring fill: losses counted ({})",
+        stats(&pins)
+    );
+    let t = Instant::now();
+    let top = Command::new(floodgate_bin())
+        .args(["top", "--json"])
+        .env("FLOODGATE_CONTROL_SOCKET", &daemon.socket)
+        .output()
+        .unwrap();
+    assert!(
+        top.status.success() && t.elapsed() < Duration::from_secs(1),
+        "daemon answers after overload: {}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    assert!(tb.get(plan.legit[0], SERVER_V4.into()) == 200);
+}
+
+#[test]
+fn kills_at_random_points_lose_no_block() {
+    let tb = Testbed::new();
+    let plan = FloodPlan::on(&tb, 24, 0);
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    let config = test_config("[aggregation]\nmin_addresses = 0\n");
+    let shim = Testbed::build_shim();
+    let mut rng = Rng::new(std::process::id().into());
+    let mut known: Vec<String> = Vec::new();
+    for round in 0..3 {
+        let mut daemon = tb.start_daemon(&pins, &config);
+        if round > 0 {
+            assert!(
+                daemon.process.log().contains("program Adopted")
+                    && daemon.process.log().contains("XDP link Adopted"),
+                "{}",
+                daemon.process.log()
+            );
+        }
+        let sources = &plan.flood4[round * 8..round * 8 + 8];
+        let mut wrk = tb.start_wrk(
+            &shim,
+            sources,
+            &format!("http://{SERVER_V4}/"),
+            Duration::from_secs(2),
+            32,
+        );
+        // Kill during the burst of decisions, the second time right after a reload.
+        std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
+        if round == 1 {
+            daemon.process.signal(libc::SIGHUP);
+        }
+        let before_kill = blocks(&pins);
+        daemon.process.signal(libc::SIGKILL);
+        daemon
+            .process
+            .wait_exit(Duration::from_secs(5))
+            .expect("killed");
+        wrk.wait_exit(Duration::from_secs(10))
+            .expect("wrk is bounded");
+        let after = blocks(&pins);
+        for b in known.iter().chain(&before_kill) {
+            assert!(
+                after.contains(b),
+                "round {round}: block {b} lost (had {before_kill:?}, now {after:?})"
+            );
+        }
+        // Enforcing while the daemon is dead.
+        if let Some(blocked) = after.iter().find_map(|b| b.parse::<IpAddr>().ok()) {
+            assert_eq!(
+                tb.get_timeout(blocked, SERVER_V4.into(), Duration::from_millis(800)),
+                0,
+                "{blocked} still dropped"
+            );
+        }
+        known = after;
+    }
+    let _ = std::fs::remove_file(&shim);
+    assert!(!known.is_empty(), "the floods were blocked at all");
+    assert_eq!(tb.get(plan.legit[0], SERVER_V4.into()), 200);
+}
+
+#[test]
+fn the_control_surface_is_root_only() {
+    let tb = Testbed::new();
+    let pins = TempPins::new();
+    let daemon = tb.start_daemon(&pins, &test_config(""));
+    for dir in [
+        pins.root(),
+        pins.root().join("v1"),
+        pins.root().join("v1/maps"),
+        pins.root().join("v1/links"),
+    ] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "control socket");
+    // Unprivileged: one line saying so, exit 4.
+    for args in [
+        &["block", "list"][..],
+        &["block", "add", "198.18.0.1"],
+        &["stats"],
+    ] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(floodgate_bin())
+            .args(args)
+            .env("FLOODGATE_PIN_ROOT", pins.root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("root") && stderr.contains("CAP_BPF"),
+            "{stderr}"
+        );
+    }
+    // A configuration others can write is refused.
+    std::fs::set_permissions(&daemon.config_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = floodgate(
+        &pins,
+        &["check-config", daemon.config_path.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writable by group or others"));
+}
