@@ -170,6 +170,13 @@ impl Testbed {
     /// Starts nginx in the server namespace answering 200 "ok" on port 80 (v4 and v6).
     #[must_use]
     pub fn start_nginx(&self) -> Nginx {
+        self.start_nginx_with("", "return 200 \"ok\\n\";")
+    }
+
+    /// Starts nginx on port 80 (v4 and v6) with extra `http` directives and the body of
+    /// `location /`; waits until it answers.
+    #[must_use]
+    pub fn start_nginx_with(&self, http_extra: &str, location: &str) -> Nginx {
         let dir = std::env::temp_dir().join(unique("fg-nginx-"));
         std::fs::create_dir_all(&dir).expect("nginx dir");
         let conf = dir.join("nginx.conf");
@@ -181,24 +188,16 @@ impl Testbed {
                  events {{ worker_connections 8192; }}\n\
                  http {{ access_log off; keepalive_requests 100000;\n\
                    client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
-                   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+                   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{http_extra}\n\
                    server {{ listen {SERVER_V4}:80 backlog=4096; listen [{SERVER_V6}]:80 backlog=4096;\n\
-                     location / {{ return 200 \"ok\\n\"; }} }} }}\n"
+                     location / {{ {location} }} }} }}\n"
             ),
         )
         .expect("write nginx.conf");
-        let process = ChildGuard::spawn(
-            &unique("nginx"),
-            self.server.cmd("nginx").arg("-c").arg(&conf),
-        );
-        let nginx = Nginx {
-            _process: process,
-            dir,
-        };
+        let process = ChildGuard::spawn(&unique("nginx"), self.server.cmd("nginx").arg("-c").arg(&conf));
+        let nginx = Nginx { process, dir };
         assert!(
-            wait_until(Duration::from_secs(10), || self
-                .get(CLIENT_V4.into(), SERVER_V4.into())
-                == 200),
+            wait_until(Duration::from_secs(10), || self.get(CLIENT_V4.into(), SERVER_V4.into()) == 200),
             "nginx did not answer in the server namespace"
         );
         nginx
@@ -270,7 +269,8 @@ impl Default for Testbed {
 
 /// A running nginx.
 pub struct Nginx {
-    _process: ChildGuard,
+    /// The master process (its workers share its process group).
+    pub process: ChildGuard,
     dir: PathBuf,
 }
 
@@ -504,4 +504,18 @@ impl FloodPlan {
     pub fn flooders(&self) -> Vec<IpAddr> {
         self.flood4.iter().chain(&self.flood6).copied().collect()
     }
+}
+
+/// One GET on a new connection from `src` to `dst`: the latency in ms if it was answered 200
+/// within `timeout`. For use on a thread inside the client namespace.
+#[must_use]
+pub fn timed_get(src: IpAddr, dst: std::net::SocketAddr, path: &str, timeout: Duration) -> Option<f64> {
+    use std::io::{Read as _, Write as _};
+    let t = std::time::Instant::now();
+    let mut s = connect_from(src, dst, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).ok()?;
+    buf[..n].starts_with(b"HTTP/1.1 200").then(|| t.elapsed().as_secs_f64() * 1000.0)
 }

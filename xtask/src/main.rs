@@ -48,15 +48,23 @@ enum Task {
     Package,
     /// Run a benchmark and write its results under bench-results/.
     Bench {
-        /// verdict (per-packet cost) or detect (daemon pipeline).
+        /// Which benchmark.
         which: Bench,
     },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Bench {
+    /// Per-packet cost through BPF_PROG_TEST_RUN vs minimal and empty programs.
     Verdict,
+    /// Daemon ingest, detection latency, memory, sampling vs exact counting.
     Detect,
+    /// Drop capacity on a veth pair vs iptables, nftables, generic XDP, minimal XDP, drop-all.
+    Drop,
+    /// Flood survival of a bounded-capacity app: none vs nginx limit_req vs Floodgate.
+    Survival,
+    /// All of them, then BENCHMARKS.md.
+    All,
 }
 
 pub(crate) fn cargo(env: &setup::Env) -> Command {
@@ -100,10 +108,18 @@ fn main() -> Result<()> {
             let env = setup::setup(true)?;
             package::package(&env).map(|_| ())
         }
-        Task::Bench { which } => run_tool(match which {
-            Bench::Verdict => "bench-verdict",
-            Bench::Detect => "bench-detect",
-        }),
+        Task::Bench { which } => match which {
+            Bench::Verdict => run_tool("bench-verdict"),
+            Bench::Detect => run_tool("bench-detect"),
+            Bench::Drop => run_tool("bench-drop"),
+            Bench::Survival => run_tool("bench-survival"),
+            Bench::All => {
+                for tool in ["bench-verdict", "bench-detect", "bench-drop", "bench-survival"] {
+                    run_tool(tool)?;
+                }
+                run_tool("bench-report")
+            }
+        },
     }
 }
 

@@ -14,7 +14,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM major of the pinned toolchain, i.e. bpf-linker's `llvm-N` feature.
 const LLVM_MAJOR: &str = "23";
 /// Debian packages the build, tests, benchmarks and load test use.
-const APT_PACKAGES: [&str; 10] = [
+const APT_PACKAGES: [&str; 14] = [
     "iproute2",
     "util-linux",
     "curl",
@@ -25,6 +25,10 @@ const APT_PACKAGES: [&str; 10] = [
     "systemd",
     "fonts-dejavu-core",
     "dpkg-dev",
+    "iptables",
+    "nftables",
+    "ipset",
+    "ethtool",
 ];
 
 /// What later steps need from setup.

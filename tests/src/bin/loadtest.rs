@@ -6,8 +6,7 @@
 //! down. Every loop is bounded in time.
 
 use std::{
-    io::{Read as _, Write as _},
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -17,7 +16,7 @@ use filter_user::{clock::monotonic_ns, filter::Filter};
 use floodgate_tests::{
     TempPins,
     bench::{percentile, write_results},
-    net::{FloodPlan, SERVER_V4, SERVER_V6, Testbed, connect_from, test_config},
+    net::{FloodPlan, SERVER_V4, SERVER_V6, Testbed, test_config, timed_get},
 };
 use plotters::prelude::*;
 use serde_json::json;
@@ -28,19 +27,6 @@ const FLOOD_FOR: Duration = Duration::from_secs(10);
 
 /// One legitimate request: seconds since start, success, latency in ms.
 type Probe = (f64, bool, f64);
-
-fn legit_request(src: IpAddr, dst: SocketAddr) -> Option<f64> {
-    let t = Instant::now();
-    let mut s = connect_from(src, dst, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /legit HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut buf = [0u8; 512];
-    let n = s.read(&mut buf).ok()?;
-    buf[..n]
-        .starts_with(b"HTTP/1.1 200")
-        .then(|| t.elapsed().as_secs_f64() * 1000.0)
-}
 
 fn main() {
     floodgate_tests::require_root();
@@ -70,7 +56,7 @@ fn main() {
                 };
                 while start.elapsed() < RUN {
                     let at = start.elapsed().as_secs_f64();
-                    let r = legit_request(*src, dst);
+                    let r = timed_get(*src, dst, "/legit", Duration::from_secs(2));
                     probes
                         .lock()
                         .unwrap()

@@ -1,0 +1,205 @@
+//! `cargo xtask bench survival`: flood survival of an application with bounded capacity. nginx
+//! proxies to a backend that spends 2 ms of CPU per request under one lock (≤ 500 requests/s);
+//! legitimate clients send 20 requests/s open loop (a new connection each, on schedule whatever
+//! the previous ones do); wrk floods from 64 addresses for 10 s. Side by side: no protection,
+//! nginx `limit_req` per address (10 r/s, burst 10), and Floodgate (a per-source rule at
+//! 15 requests/s). 5 runs of each, medians; plot of run 1.
+
+use std::{
+    net::SocketAddr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use floodgate_tests::{
+    ChildGuard, TempPins,
+    bench::{median, percentile, write_results},
+    net::{FloodPlan, SERVER_V4, Testbed, test_config, timed_get},
+    unique,
+};
+use plotters::prelude::*;
+use serde_json::json;
+
+const RUNS: usize = 5;
+const IDLE: Duration = Duration::from_secs(3);
+const FLOOD: Duration = Duration::from_secs(10);
+const AFTER: Duration = Duration::from_secs(3);
+const LEGIT_INTERVAL: Duration = Duration::from_millis(50);
+const MODES: [&str; 3] = ["none", "limit_req", "floodgate"];
+
+/// (seconds since start, answered, latency ms)
+type Probe = (f64, bool, f64);
+
+struct RunResult {
+    success: f64,
+    p50: f64,
+    p99: f64,
+    idle_p50: f64,
+    recovery_s: Option<f64>,
+    flood_served: u64,
+    cpu_s: f64,
+    probes: Vec<Probe>,
+}
+
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+            (fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+        })
+        .sum()
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+fn run_mode(tb: &Testbed, plan: &FloodPlan, shim: &std::path::Path, backend: &ChildGuard, mode: &str) -> RunResult {
+    let (http_extra, limit) = match mode {
+        "limit_req" => ("limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s;", "limit_req zone=perip burst=10 nodelay; limit_req_status 429;"),
+        _ => ("", ""),
+    };
+    let nginx = tb.start_nginx_with(http_extra, &format!("{limit} proxy_pass http://127.0.0.1:8081;"));
+    let pins = TempPins::new();
+    let _daemon = (mode == "floodgate").then(|| {
+        tb.start_daemon(&pins, &test_config("[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"api-per-source\"\nthreshold_rps = 15.0\nwindow = \"1s\"\nmin_samples = 8\n"))
+    });
+    let server_pids: Vec<u32> = std::iter::once(nginx.process.child.id()).chain(children_of(nginx.process.child.id())).chain([backend.child.id()]).collect();
+    let probes: Mutex<Vec<Probe>> = Mutex::new(Vec::new());
+    let start = Instant::now();
+    let mut cpu = 0.0;
+    let mut wrk_log = String::new();
+    std::thread::scope(|s| {
+        // Open loop: a request leaves every 50 ms on its own thread.
+        s.spawn(|| {
+            let mut n = 0u32;
+            while start.elapsed() < IDLE + FLOOD + AFTER {
+                let due = start + LEGIT_INTERVAL * n;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let src = plan.legit[(n % 2) as usize];
+                let probes = &probes;
+                s.spawn(move || {
+                    tb.client.enter_current_thread();
+                    let at = start.elapsed().as_secs_f64();
+                    let r = timed_get(src, SocketAddr::new(SERVER_V4.into(), 80), "/api/items", Duration::from_secs(2));
+                    probes.lock().unwrap().push((at, r.is_some(), r.unwrap_or(0.0)));
+                });
+                n += 1;
+            }
+        });
+        std::thread::sleep(IDLE);
+        let cpu_before = cpu_seconds(&server_pids);
+        let mut wrk = tb.start_wrk(shim, &plan.flood4, &format!("http://{SERVER_V4}/api/items"), FLOOD, 256);
+        wrk.wait_exit(FLOOD + Duration::from_secs(10)).expect("wrk is bounded");
+        cpu = cpu_seconds(&server_pids) - cpu_before;
+        wrk_log = wrk.log();
+    });
+    let probes = probes.into_inner().unwrap();
+    let in_flood = |p: &&Probe| p.0 >= IDLE.as_secs_f64() && p.0 < (IDLE + FLOOD).as_secs_f64();
+    let mut idle: Vec<f64> = probes.iter().filter(|p| p.0 < IDLE.as_secs_f64() && p.1).map(|p| p.2).collect();
+    let idle_p50 = if idle.is_empty() { f64::NAN } else { median(&mut idle) };
+    let flood: Vec<&Probe> = probes.iter().filter(in_flood).collect();
+    let mut lat: Vec<f64> = flood.iter().map(|p| if p.1 { p.2 } else { 2000.0 }).collect();
+    let success = flood.iter().filter(|p| p.1).count() as f64 / flood.len().max(1) as f64;
+    // Recovery: from the flood start, the first moment after which every legitimate request
+    // of the flood window succeeded under 2× the idle median.
+    let last_bad = flood.iter().filter(|p| !p.1 || p.2 > 2.0 * idle_p50).map(|p| p.0).fold(None, |acc: Option<f64>, t| Some(acc.map_or(t, |a| a.max(t))));
+    let recovery_s = match last_bad {
+        None => Some(0.0),
+        Some(t) if t < (IDLE + FLOOD).as_secs_f64() - 1.0 => Some(t - IDLE.as_secs_f64()),
+        Some(_) => None,
+    };
+    let requests = wrk_log.lines().find_map(|l| l.trim().split(" requests in").next().filter(|_| l.contains(" requests in")).and_then(|n| n.trim().parse::<u64>().ok())).unwrap_or(0);
+    let non2xx = wrk_log.lines().find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:").and_then(|n| n.trim().parse::<u64>().ok())).unwrap_or(0);
+    RunResult {
+        success,
+        p50: percentile(&mut lat, 50.0),
+        p99: percentile(&mut lat, 99.0),
+        idle_p50,
+        recovery_s,
+        flood_served: requests.saturating_sub(non2xx),
+        cpu_s: cpu,
+        probes,
+    }
+}
+
+fn main() {
+    floodgate_tests::require_root();
+    let tb = Testbed::new();
+    let plan = FloodPlan::on(&tb, 64, 0);
+    let backend_bin = std::env::current_exe().unwrap().with_file_name("backend");
+    let backend = ChildGuard::spawn(&unique("backend"), tb.server.cmd(backend_bin.to_str().unwrap()).args(["127.0.0.1:8081", "2000"]));
+    std::thread::sleep(Duration::from_millis(300));
+    let shim = Testbed::build_shim();
+    let mut all: Vec<(&str, Vec<RunResult>)> = MODES.iter().map(|m| (*m, Vec::new())).collect();
+    for run in 0..RUNS {
+        for (mode, results) in &mut all {
+            eprintln!("run {}/{RUNS}: {mode}", run + 1);
+            results.push(run_mode(&tb, &plan, &shim, &backend, mode));
+        }
+    }
+    let _ = std::fs::remove_file(&shim);
+    let mut text = format!(
+        "{:<10} {:>9} {:>10} {:>10} {:>9} {:>11} {:>12} {:>8}\n",
+        "mode", "success", "p50 ms", "p99 ms", "idle ms", "recovery s", "flood 2xx", "CPU s"
+    );
+    let mut rows = Vec::new();
+    for (mode, results) in &all {
+        let med = |f: &dyn Fn(&RunResult) -> f64| median(&mut results.iter().map(f).collect::<Vec<_>>());
+        let recovered: Vec<f64> = results.iter().filter_map(|r| r.recovery_s).collect();
+        let recovery = if recovered.len() * 2 > results.len() { Some(median(&mut recovered.clone())) } else { None };
+        let success = med(&|r| r.success);
+        let (p50, p99, idle) = (med(&|r| r.p50), med(&|r| r.p99), med(&|r| r.idle_p50));
+        let served = med(&|r| r.flood_served as f64);
+        let cpu = med(&|r| r.cpu_s);
+        text.push_str(&format!(
+            "{mode:<10} {:>8.2}% {p50:>10.1} {p99:>10.1} {idle:>9.1} {:>11} {served:>12.0} {cpu:>8.1}\n",
+            success * 100.0,
+            recovery.map_or("never".to_owned(), |r| format!("{r:.2}"))
+        ));
+        rows.push(json!({
+            "mode": mode, "legit_success": success, "p50_ms": p50, "p99_ms": p99, "idle_p50_ms": idle,
+            "recovery_s": recovery, "flood_served": served, "server_cpu_s": cpu,
+            "runs": results.iter().map(|r| json!({ "success": r.success, "p50_ms": r.p50, "p99_ms": r.p99, "recovery_s": r.recovery_s, "flood_served": r.flood_served, "cpu_s": r.cpu_s })).collect::<Vec<_>>(),
+        }));
+    }
+    text.push_str(&format!(
+        "backend 2 ms CPU per request (≤ 500/s); legitimate 20 req/s open loop, new connection each, 2 s timeout; \
+         wrk flood from {} addresses, 256 connections, {}s; {RUNS} runs, medians; latency percentiles count a failure as 2000 ms; \
+         recovery = time from flood start until every later legitimate request succeeds under 2x the idle median\n",
+        plan.flood4.len(),
+        FLOOD.as_secs()
+    ));
+    plot(&all);
+    write_results("survival", &text, &json!({ "rows": rows }));
+}
+
+fn plot(all: &[(&str, Vec<RunResult>)]) {
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").expect("fonts-dejavu-core");
+    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice())).map_err(|_| "font").expect("font");
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/survival.png");
+    let root = BitMapBackend::new(&path, (1200, 900)).into_drawing_area();
+    root.fill(&WHITE).unwrap();
+    let panels = root.split_evenly((all.len(), 1));
+    let t_max = (IDLE + FLOOD + AFTER).as_secs_f64();
+    for ((mode, results), area) in all.iter().zip(panels.iter()) {
+        let probes = &results[0].probes;
+        let mut chart = ChartBuilder::on(area)
+            .caption(format!("{mode}: legitimate latency (ms, log), failures in red"), ("sans-serif", 18))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..t_max, (0.1f64..3000.0).log_scale())
+            .unwrap();
+        chart.configure_mesh().x_desc("seconds").draw().unwrap();
+        let (a, b) = (IDLE.as_secs_f64(), (IDLE + FLOOD).as_secs_f64());
+        chart.draw_series(std::iter::once(Rectangle::new([(a, 0.1), (b, 3000.0)], RGBColor(255, 235, 235).filled()))).unwrap();
+        chart.draw_series(probes.iter().filter(|p| p.1).map(|p| Circle::new((p.0, p.2.max(0.11)), 2, BLUE.filled()))).unwrap();
+        chart.draw_series(probes.iter().filter(|p| !p.1).map(|p| Cross::new((p.0, 2500.0), 4, RED))).unwrap();
+    }
+    root.present().unwrap();
+}
