@@ -4,6 +4,10 @@
 //! source over `--threshold` requests in its first second, and when its connection stalled.
 //! Bounded by `--seconds` (at most 60) and `--rate` (at most 10,000 per source).
 //!
+//! With `LOADGEN_OPEN=1` it is open loop: requests are pipelined on schedule without waiting
+//! for answers (a reader thread counts them), as a flooding bot does; otherwise each request
+//! waits for its answer.
+//!
 //! Usage: loadgen DST_IP:PORT RATE SECONDS THRESHOLD SRC_IP...
 
 use std::{
@@ -33,6 +37,7 @@ fn main() {
         .iter()
         .map(|a| a.parse().expect("SRC_IP"))
         .collect();
+    let open_loop = std::env::var_os("LOADGEN_OPEN").is_some_and(|v| v == "1");
     let handles: Vec<_> = sources
         .into_iter()
         .enumerate()
@@ -50,6 +55,26 @@ fn main() {
                 let mut sent = 0u32;
                 if let Ok(mut stream) = connect_from(src, dst, Duration::from_secs(2)) {
                     stream.set_read_timeout(Some(Duration::from_millis(500))).ok();
+                    let reader = open_loop.then(|| {
+                        let mut r = stream.try_clone().expect("clone");
+                        std::thread::spawn(move || {
+                            let (mut answered, mut buf, mut tail) = (0u32, [0u8; 8192], Vec::new());
+                            let until = Instant::now() + Duration::from_secs(seconds + 3);
+                            while Instant::now() < until {
+                                match r.read(&mut buf) {
+                                    Ok(0) => break,
+                                    Ok(n) => {
+                                        tail.extend_from_slice(&buf[..n]);
+                                        answered += tail.windows(9).filter(|w| w == b"HTTP/1.1 ").count() as u32;
+                                        let keep = tail.len().saturating_sub(8);
+                                        tail.drain(..keep);
+                                    }
+                                    Err(_) => {}
+                                }
+                            }
+                            answered
+                        })
+                    });
                     let mut buf = [0u8; 4096];
                     while Instant::now() < end {
                         let due = started + interval * sent;
@@ -64,6 +89,9 @@ fn main() {
                             stalled_ns = monotonic_ns();
                             break;
                         }
+                        if open_loop {
+                            continue;
+                        }
                         match stream.read(&mut buf) {
                             Ok(n) if n > 0 => answered += 1,
                             _ => {
@@ -71,6 +99,10 @@ fn main() {
                                 break;
                             }
                         }
+                    }
+                    if let Some(reader) = reader {
+                        let _ = stream.shutdown(std::net::Shutdown::Write);
+                        answered = reader.join().expect("reader");
                     }
                 }
                 format!("{{\"src\":\"{src}\",\"answered\":{answered},\"cross_ns\":{cross_ns},\"stalled_ns\":{stalled_ns}}}")
