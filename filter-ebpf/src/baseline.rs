@@ -14,8 +14,8 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{map, xdp},
     helpers::generated::bpf_redirect,
+    macros::{map, xdp},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
     programs::XdpContext,
 };
@@ -39,12 +39,17 @@ pub fn baseline_drop_all(_ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn bench_generator(ctx: XdpContext) -> u32 {
-    let (Some(ifindex), Some(count), Some(first), Some(seq)) =
-        (GEN_CONFIG.get(0), GEN_CONFIG.get(1), GEN_CONFIG.get(2), GEN_SEQ.get_ptr_mut(0))
-    else {
+    let (Some(ifindex), Some(count), Some(first), Some(seq)) = (
+        GEN_CONFIG.get(0),
+        GEN_CONFIG.get(1),
+        GEN_CONFIG.get(2),
+        GEN_SEQ.get_ptr_mut(0),
+    ) else {
         return xdp_action::XDP_ABORTED;
     };
-    let Ok(header) = ptr_at::<[u8; 20]>(&ctx, 14) else { return xdp_action::XDP_ABORTED };
+    let Ok(header) = ptr_at::<[u8; 20]>(&ctx, 14) else {
+        return xdp_action::XDP_ABORTED;
+    };
     let header = header.cast_mut();
     // SAFETY: `seq` is this CPU's own slot; `header` points at 20 bounds-checked bytes of the
     // frame, which the program may write.

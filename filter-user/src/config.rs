@@ -122,6 +122,9 @@ pub struct FilterConfig {
     pub monitor: bool,
     /// TCP ports whose request starts are sampled.
     pub ports: Vec<u16>,
+    /// Close the established connections of a source when the daemon blocks it (`ss -K`), so
+    /// that requests it already queued stop costing the server.
+    pub reset_connections: bool,
 }
 
 /// `[sampling]`.
@@ -263,6 +266,7 @@ impl Default for FilterConfig {
             attach_mode: "driver".into(),
             monitor: false,
             ports: vec![80, 8080],
+            reset_connections: true,
         }
     }
 }
@@ -406,6 +410,8 @@ pub struct Settings {
     pub monitor: bool,
     /// Protected ports.
     pub ports: Vec<u16>,
+    /// Close a blocked source's established connections.
+    pub reset_connections: bool,
     /// Sample budget per second.
     pub sample_budget: u32,
     /// Payload bytes per sample.
@@ -666,6 +672,7 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
         skb,
         monitor: c.filter.monitor,
         ports: c.filter.ports.clone(),
+        reset_connections: c.filter.reset_connections,
         sample_budget: c.sampling.budget_per_sec,
         payload_bytes: c.sampling.payload_bytes,
         max_tracked: c.state.max_tracked,

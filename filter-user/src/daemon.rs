@@ -289,6 +289,9 @@ impl Daemon {
             log::error!("could not block {} (rule {}): {err}", d.target, d.rule);
             return;
         }
+        if self.settings.reset_connections {
+            reset_connections(d.target);
+        }
         let latency = monotonic_ns().saturating_sub(d.crossed_ns) as f64 / 1e9;
         metrics::histogram!(m::DETECTION_LATENCY).record(latency);
         log::info!(
@@ -557,6 +560,24 @@ impl Daemon {
                 Err(err) => log::error!("detach on exit: {err:#}"),
             }
         }
+    }
+}
+
+/// Closes the target's established connections to this host (`ss -K dst TARGET`) without
+/// waiting: the block stops new packets, this stops the work already queued.
+fn reset_connections(target: Target) {
+    match tokio::process::Command::new("ss")
+        .args(["-K", "dst", &target.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        Err(err) => log::warn!("closing connections of {target} (ss -K): {err}"),
     }
 }
 

@@ -194,10 +194,15 @@ impl Testbed {
             ),
         )
         .expect("write nginx.conf");
-        let process = ChildGuard::spawn(&unique("nginx"), self.server.cmd("nginx").arg("-c").arg(&conf));
+        let process = ChildGuard::spawn(
+            &unique("nginx"),
+            self.server.cmd("nginx").arg("-c").arg(&conf),
+        );
         let nginx = Nginx { process, dir };
         assert!(
-            wait_until(Duration::from_secs(10), || self.get(CLIENT_V4.into(), SERVER_V4.into()) == 200),
+            wait_until(Duration::from_secs(10), || self
+                .get(CLIENT_V4.into(), SERVER_V4.into())
+                == 200),
             "nginx did not answer in the server namespace"
         );
         nginx
@@ -509,13 +514,23 @@ impl FloodPlan {
 /// One GET on a new connection from `src` to `dst`: the latency in ms if it was answered 200
 /// within `timeout`. For use on a thread inside the client namespace.
 #[must_use]
-pub fn timed_get(src: IpAddr, dst: std::net::SocketAddr, path: &str, timeout: Duration) -> Option<f64> {
+pub fn timed_get(
+    src: IpAddr,
+    dst: std::net::SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Option<f64> {
     use std::io::{Read as _, Write as _};
     let t = std::time::Instant::now();
     let mut s = connect_from(src, dst, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).ok()?;
-    buf[..n].starts_with(b"HTTP/1.1 200").then(|| t.elapsed().as_secs_f64() * 1000.0)
+    buf[..n]
+        .starts_with(b"HTTP/1.1 200")
+        .then(|| t.elapsed().as_secs_f64() * 1000.0)
 }

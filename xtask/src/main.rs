@@ -114,7 +114,12 @@ fn main() -> Result<()> {
             Bench::Drop => run_tool("bench-drop"),
             Bench::Survival => run_tool("bench-survival"),
             Bench::All => {
-                for tool in ["bench-verdict", "bench-detect", "bench-drop", "bench-survival"] {
+                for tool in [
+                    "bench-verdict",
+                    "bench-detect",
+                    "bench-drop",
+                    "bench-survival",
+                ] {
                     run_tool(tool)?;
                 }
                 run_tool("bench-report")

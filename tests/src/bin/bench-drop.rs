@@ -23,7 +23,10 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use filter_common::{Addr, reason};
-use filter_user::{filter::{Filter, block_entry}, target::Target};
+use filter_user::{
+    filter::{Filter, block_entry},
+    target::Target,
+};
 use floodgate_tests::{
     TempPins,
     bench::{median, write_results},
@@ -38,7 +41,11 @@ const MAP_ENTRIES: u32 = 1_000_000;
 const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 0);
 
 fn link(ns: &NetNs, iface: &str) -> serde_json::Value {
-    let out = ns.cmd("ip").args(["-j", "-s", "link", "show", iface]).output().expect("ip link");
+    let out = ns
+        .cmd("ip")
+        .args(["-j", "-s", "link", "show", iface])
+        .output()
+        .expect("ip link");
     serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("ip -j")[0].clone()
 }
 
@@ -49,7 +56,15 @@ fn source(n: u32) -> Ipv4Addr {
 /// The members of the iptables and nftables sets: every possible flooding source plus IPv4
 /// fillers, 1,000,000 in all like the XDP maps.
 fn set_members() -> Vec<Ipv4Addr> {
-    (0..MAP_ENTRIES).map(|n| if n < 65_536 { source(n) } else { Ipv4Addr::from(0x0a00_0000 + n) }).collect()
+    (0..MAP_ENTRIES)
+        .map(|n| {
+            if n < 65_536 {
+                source(n)
+            } else {
+                Ipv4Addr::from(0x0a00_0000 + n)
+            }
+        })
+        .collect()
 }
 
 /// Runs `f` on a thread inside `ns` (attach calls resolve interfaces in the caller's namespace).
@@ -96,22 +111,43 @@ fn main() {
     let tb = Testbed::new();
     let server_link = link(&tb.server, &tb.server_if);
     let client_link = link(&tb.client, &tb.client_if);
-    let server_mac: Vec<u8> = server_link["address"].as_str().unwrap().split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+    let server_mac: Vec<u8> = server_link["address"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
     let client_ifindex = client_link["ifindex"].as_u64().unwrap() as u32;
     // Redirected frames need NAPI (GRO) on the receiving veth when it has no XDP program.
     sh_in(&tb.server, &["ethtool", "-K", &tb.server_if, "gro", "on"]);
-    sh_in(&tb.server, &["ip", "route", "add", "blackhole", "198.19.0.0/16"]);
-    let mut frame = ethernet(&[], ETH_IPV4, &ipv4(FIRST_SOURCE, Ipv4Addr::new(198, 18, 0, 1), 17, V4Opts::default(), &udp(4000, 9, &[0u8; 18])));
+    sh_in(
+        &tb.server,
+        &["ip", "route", "add", "blackhole", "198.19.0.0/16"],
+    );
+    let mut frame = ethernet(
+        &[],
+        ETH_IPV4,
+        &ipv4(
+            FIRST_SOURCE,
+            Ipv4Addr::new(198, 18, 0, 1),
+            17,
+            V4Opts::default(),
+            &udp(4000, 9, &[0u8; 18]),
+        ),
+    );
     frame[..6].copy_from_slice(&server_mac);
 
     eprintln!("loading programs and filling maps with {MAP_ENTRIES} entries…");
-    let mut baseline: Ebpf = EbpfLoader::new().load(filter_user::ebpf::BASELINE).expect("baseline object");
+    let mut baseline: Ebpf = EbpfLoader::new()
+        .load(filter_user::ebpf::BASELINE)
+        .expect("baseline object");
     for name in ["bench_generator", "baseline_drop_all", "baseline_hash_drop"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();
         p.load().expect(name);
     }
     {
-        let mut cfg: Array<_, u32> = Array::try_from(baseline.map_mut("GEN_CONFIG").unwrap()).unwrap();
+        let mut cfg: Array<_, u32> =
+            Array::try_from(baseline.map_mut("GEN_CONFIG").unwrap()).unwrap();
         cfg.set(0, &client_ifindex, 0).unwrap();
         cfg.set(2, &u32::from(FIRST_SOURCE), 0).unwrap();
     }
@@ -123,27 +159,52 @@ fn main() {
     let mut filter = Filter::open(&pins.pins).unwrap();
     let entry = block_entry(None, reason::RULE, "bench");
     {
-        let mut base_map: HashMap<_, Addr, u64> = HashMap::try_from(baseline.map_mut("BASE_BLOCK").unwrap()).unwrap();
+        let mut base_map: HashMap<_, Addr, u64> =
+            HashMap::try_from(baseline.map_mut("BASE_BLOCK").unwrap()).unwrap();
         for n in 0..MAP_ENTRIES {
             // The first 65,536 are the flooding sources; the rest fill the map.
-            let ip: IpAddr = if n < 65_536 { source(n).into() } else { std::net::Ipv6Addr::new(0x2001, 2, 0xfff0, 0, 0, 0, (n >> 16) as u16, n as u16).into() };
+            let ip: IpAddr = if n < 65_536 {
+                source(n).into()
+            } else {
+                std::net::Ipv6Addr::new(0x2001, 2, 0xfff0, 0, 0, 0, (n >> 16) as u16, n as u16)
+                    .into()
+            };
             let t = Target::host(ip);
             filter.block(t, &entry).unwrap();
             base_map.insert(&t.key(), &1, 0).unwrap();
         }
     }
     for n in 0..1000u32 {
-        filter.block(Target::covering(Ipv4Addr::from(0x0a00_0000 | (n << 8)).into(), 24), &entry).unwrap();
-        filter.allow(Target::host(Ipv4Addr::from(0x0b00_0000 | n).into())).unwrap();
+        filter
+            .block(
+                Target::covering(Ipv4Addr::from(0x0a00_0000 | (n << 8)).into(), 24),
+                &entry,
+            )
+            .unwrap();
+        filter
+            .allow(Target::host(Ipv4Addr::from(0x0b00_0000 | n).into()))
+            .unwrap();
     }
     filter.set_ports(&[80, 8080]).unwrap();
 
-    let methods = ["none", "iptables-raw", "nftables-ingress", "floodgate-generic", "minimal-xdp", "floodgate", "drop-all"];
+    let methods = [
+        "none",
+        "iptables-raw",
+        "nftables-ingress",
+        "floodgate-generic",
+        "minimal-xdp",
+        "floodgate",
+        "drop-all",
+    ];
     let mut results = serde_json::Map::new();
-    let mut text = format!("{:<18} {:>9} {:>14} {:>14}\n", "method", "sources", "Mpps (median)", "ns above floor");
+    let mut text = format!(
+        "{:<18} {:>9} {:>14} {:>14}\n",
+        "method", "sources", "Mpps (median)", "ns above floor"
+    );
     for sources in [256u32, 65_536] {
         {
-            let mut cfg: Array<_, u32> = Array::try_from(baseline.map_mut("GEN_CONFIG").unwrap()).unwrap();
+            let mut cfg: Array<_, u32> =
+                Array::try_from(baseline.map_mut("GEN_CONFIG").unwrap()).unwrap();
             cfg.set(1, &sources, 0).unwrap();
         }
         let mut mpps = std::collections::BTreeMap::new();
@@ -153,18 +214,47 @@ fn main() {
             match method {
                 "none" => {}
                 "iptables-raw" => {
-                    sh_in(&tb.server, &["ipset", "create", "fgbench", "hash:ip", "maxelem", "2000000"]);
+                    sh_in(
+                        &tb.server,
+                        &[
+                            "ipset", "create", "fgbench", "hash:ip", "maxelem", "2000000",
+                        ],
+                    );
                     let mut restore = String::new();
                     for ip in set_members() {
                         restore.push_str(&format!("add fgbench {ip}\n"));
                     }
-                    let mut child = tb.server.cmd("ipset").arg("restore").stdin(std::process::Stdio::piped()).spawn().unwrap();
-                    std::io::Write::write_all(child.stdin.as_mut().unwrap(), restore.as_bytes()).unwrap();
+                    let mut child = tb
+                        .server
+                        .cmd("ipset")
+                        .arg("restore")
+                        .stdin(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    std::io::Write::write_all(child.stdin.as_mut().unwrap(), restore.as_bytes())
+                        .unwrap();
                     assert!(child.wait().unwrap().success());
-                    sh_in(&tb.server, &["iptables", "-t", "raw", "-A", "PREROUTING", "-m", "set", "--match-set", "fgbench", "src", "-j", "DROP"]);
+                    sh_in(
+                        &tb.server,
+                        &[
+                            "iptables",
+                            "-t",
+                            "raw",
+                            "-A",
+                            "PREROUTING",
+                            "-m",
+                            "set",
+                            "--match-set",
+                            "fgbench",
+                            "src",
+                            "-j",
+                            "DROP",
+                        ],
+                    );
                 }
                 "nftables-ingress" => {
-                    let elements: Vec<String> = set_members().iter().map(ToString::to_string).collect();
+                    let elements: Vec<String> =
+                        set_members().iter().map(ToString::to_string).collect();
                     let script = format!(
                         "table netdev fgbench {{\n set flooders {{ type ipv4_addr; elements = {{ {} }} }}\n chain ingress {{ type filter hook ingress device \"{}\" priority -500; ip saddr @flooders drop; }}\n}}\n",
                         elements.join(", "),
@@ -176,11 +266,21 @@ fn main() {
                     let _ = std::fs::remove_file(&path);
                 }
                 "floodgate-generic" | "floodgate" => {
-                    let mode = if method == "floodgate" { XdpMode::Driver } else { XdpMode::Skb };
-                    in_ns(&tb.server, || filter_user::attach::attach(&pins.pins, &tb.server_if, mode).unwrap());
+                    let mode = if method == "floodgate" {
+                        XdpMode::Driver
+                    } else {
+                        XdpMode::Skb
+                    };
+                    in_ns(&tb.server, || {
+                        filter_user::attach::attach(&pins.pins, &tb.server_if, mode).unwrap()
+                    });
                 }
                 "minimal-xdp" | "drop-all" => {
-                    let name = if method == "drop-all" { "baseline_drop_all" } else { "baseline_hash_drop" };
+                    let name = if method == "drop-all" {
+                        "baseline_drop_all"
+                    } else {
+                        "baseline_hash_drop"
+                    };
                     let index = server_link["ifindex"].as_u64().unwrap() as u32;
                     let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();
                     let id = in_ns(&tb.server, || p.attach(index, XdpMode::Driver).unwrap());
@@ -188,13 +288,23 @@ fn main() {
                 }
                 _ => unreachable!(),
             }
-            let generator: &Xdp = baseline.program("bench_generator").unwrap().try_into().unwrap();
+            let generator: &Xdp = baseline
+                .program("bench_generator")
+                .unwrap()
+                .try_into()
+                .unwrap();
             let before = filter.counters().unwrap();
-            let mut runs: Vec<f64> = (0..RUNS).map(|_| generate(&tb, generator, &frame) / 1e6).collect();
+            let mut runs: Vec<f64> = (0..RUNS)
+                .map(|_| generate(&tb, generator, &frame) / 1e6)
+                .collect();
             if method == "floodgate" {
                 let after = filter.counters().unwrap();
-                let dropped = after[filter_common::counter::DROPPED_EXACT as usize] - before[filter_common::counter::DROPPED_EXACT as usize];
-                assert!(dropped as f64 >= 0.99 * f64::from(FRAMES_PER_RUN) * RUNS as f64, "floodgate dropped {dropped} of the frames");
+                let dropped = after[filter_common::counter::DROPPED_EXACT as usize]
+                    - before[filter_common::counter::DROPPED_EXACT as usize];
+                assert!(
+                    dropped as f64 >= 0.99 * f64::from(FRAMES_PER_RUN) * RUNS as f64,
+                    "floodgate dropped {dropped} of the frames"
+                );
             }
             let m = median(&mut runs);
             eprintln!("{method:<18} {sources:>6} sources: {m:.2} Mpps {runs:.2?}");
@@ -205,8 +315,12 @@ fn main() {
                     sh_in(&tb.server, &["iptables", "-t", "raw", "-F", "PREROUTING"]);
                     sh_in(&tb.server, &["ipset", "destroy", "fgbench"]);
                 }
-                "nftables-ingress" => sh_in(&tb.server, &["nft", "delete", "table", "netdev", "fgbench"]),
-                "floodgate-generic" | "floodgate" => filter_user::attach::detach_interface(&pins.pins, &tb.server_if).unwrap(),
+                "nftables-ingress" => {
+                    sh_in(&tb.server, &["nft", "delete", "table", "netdev", "fgbench"])
+                }
+                "floodgate-generic" | "floodgate" => {
+                    filter_user::attach::detach_interface(&pins.pins, &tb.server_if).unwrap()
+                }
                 _ => {}
             }
             if let Some((name, id)) = attached {
@@ -219,7 +333,9 @@ fn main() {
         for method in methods {
             let (m, runs) = &mpps[method];
             let above = 1000.0 / m - 1000.0 / floor;
-            text.push_str(&format!("{method:<18} {sources:>9} {m:>14.2} {above:>14.1}\n"));
+            text.push_str(&format!(
+                "{method:<18} {sources:>9} {m:>14.2} {above:>14.1}\n"
+            ));
             rows.push(json!({ "method": method, "mpps_median": m, "mpps_runs": runs, "ns_above_floor": above }));
         }
         let fg = mpps["floodgate"].0;

@@ -49,28 +49,55 @@ fn cpu_seconds(pids: &[u32]) -> f64 {
     pids.iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .map(|stat| {
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-            (fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            (fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0))
+                / 100.0
         })
         .sum()
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
-    let out = std::process::Command::new("pgrep").args(["-P", &pid.to_string()]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
-fn run_mode(tb: &Testbed, plan: &FloodPlan, shim: &std::path::Path, backend: &ChildGuard, mode: &str) -> RunResult {
+fn run_mode(
+    tb: &Testbed,
+    plan: &FloodPlan,
+    shim: &std::path::Path,
+    backend: &ChildGuard,
+    mode: &str,
+) -> RunResult {
     let (http_extra, limit) = match mode {
-        "limit_req" => ("limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s;", "limit_req zone=perip burst=10 nodelay; limit_req_status 429;"),
+        "limit_req" => (
+            "limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s;",
+            "limit_req zone=perip burst=10 nodelay; limit_req_status 429;",
+        ),
         _ => ("", ""),
     };
-    let nginx = tb.start_nginx_with(http_extra, &format!("{limit} proxy_pass http://127.0.0.1:8081;"));
+    let nginx = tb.start_nginx_with(
+        http_extra,
+        &format!("{limit} proxy_pass http://127.0.0.1:8081;"),
+    );
     let pins = TempPins::new();
     let _daemon = (mode == "floodgate").then(|| {
         tb.start_daemon(&pins, &test_config("[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"api-per-source\"\nthreshold_rps = 15.0\nwindow = \"1s\"\nmin_samples = 8\n"))
     });
-    let server_pids: Vec<u32> = std::iter::once(nginx.process.child.id()).chain(children_of(nginx.process.child.id())).chain([backend.child.id()]).collect();
+    let server_pids: Vec<u32> = std::iter::once(nginx.process.child.id())
+        .chain(children_of(nginx.process.child.id()))
+        .chain([backend.child.id()])
+        .collect();
     let probes: Mutex<Vec<Probe>> = Mutex::new(Vec::new());
     let start = Instant::now();
     let mut cpu = 0.0;
@@ -90,8 +117,16 @@ fn run_mode(tb: &Testbed, plan: &FloodPlan, shim: &std::path::Path, backend: &Ch
                 s.spawn(move || {
                     tb.client.enter_current_thread();
                     let at = start.elapsed().as_secs_f64();
-                    let r = timed_get(src, SocketAddr::new(SERVER_V4.into(), 80), "/api/items", Duration::from_secs(2));
-                    probes.lock().unwrap().push((at, r.is_some(), r.unwrap_or(0.0)));
+                    let r = timed_get(
+                        src,
+                        SocketAddr::new(SERVER_V4.into(), 80),
+                        "/api/items",
+                        Duration::from_secs(2),
+                    );
+                    probes
+                        .lock()
+                        .unwrap()
+                        .push((at, r.is_some(), r.unwrap_or(0.0)));
                 });
                 n += 1;
             }
@@ -99,36 +134,93 @@ fn run_mode(tb: &Testbed, plan: &FloodPlan, shim: &std::path::Path, backend: &Ch
         std::thread::sleep(IDLE);
         let cpu_before = cpu_seconds(&server_pids);
         // wrk alongside an open-loop flood: wrk alone only offers what the server completes.
-        let mut wrk = tb.start_wrk(shim, &plan.flood4, &format!("http://{SERVER_V4}/api/items"), FLOOD, 128);
-        let mut args = vec![format!("{SERVER_V4}:80"), FLOOD_RATE.to_string(), FLOOD.as_secs().to_string(), "1000000".into()];
+        let mut wrk = tb.start_wrk(
+            shim,
+            &plan.flood4,
+            &format!("http://{SERVER_V4}/api/items"),
+            FLOOD,
+            128,
+        );
+        let mut args = vec![
+            format!("{SERVER_V4}:80"),
+            FLOOD_RATE.to_string(),
+            FLOOD.as_secs().to_string(),
+            "1000000".into(),
+        ];
         args.extend(plan.flood4.iter().map(ToString::to_string));
-        let open = tb.client.cmd(std::env::current_exe().unwrap().with_file_name("loadgen").to_str().unwrap()).args(&args).env("LOADGEN_OPEN", "1").output().expect("loadgen");
+        let open = tb
+            .client
+            .cmd(
+                std::env::current_exe()
+                    .unwrap()
+                    .with_file_name("loadgen")
+                    .to_str()
+                    .unwrap(),
+            )
+            .args(&args)
+            .env("LOADGEN_OPEN", "1")
+            .output()
+            .expect("loadgen");
         open_served = String::from_utf8_lossy(&open.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter_map(|v| v["answered"].as_u64())
             .sum();
-        wrk.wait_exit(FLOOD + Duration::from_secs(10)).expect("wrk is bounded");
+        wrk.wait_exit(FLOOD + Duration::from_secs(10))
+            .expect("wrk is bounded");
         cpu = cpu_seconds(&server_pids) - cpu_before;
         wrk_log = wrk.log();
     });
     let probes = probes.into_inner().unwrap();
     let in_flood = |p: &&Probe| p.0 >= IDLE.as_secs_f64() && p.0 < (IDLE + FLOOD).as_secs_f64();
-    let mut idle: Vec<f64> = probes.iter().filter(|p| p.0 < IDLE.as_secs_f64() && p.1).map(|p| p.2).collect();
-    let idle_p50 = if idle.is_empty() { f64::NAN } else { median(&mut idle) };
+    let mut idle: Vec<f64> = probes
+        .iter()
+        .filter(|p| p.0 < IDLE.as_secs_f64() && p.1)
+        .map(|p| p.2)
+        .collect();
+    let idle_p50 = if idle.is_empty() {
+        f64::NAN
+    } else {
+        median(&mut idle)
+    };
     let flood: Vec<&Probe> = probes.iter().filter(in_flood).collect();
-    let mut lat: Vec<f64> = flood.iter().map(|p| if p.1 { p.2 } else { 2000.0 }).collect();
+    let mut lat: Vec<f64> = flood
+        .iter()
+        .map(|p| if p.1 { p.2 } else { 2000.0 })
+        .collect();
     let success = flood.iter().filter(|p| p.1).count() as f64 / flood.len().max(1) as f64;
     // Recovery: from the flood start, the first moment after which every legitimate request
     // of the flood window succeeded under 2× the idle median.
-    let last_bad = flood.iter().filter(|p| !p.1 || p.2 > 2.0 * idle_p50).map(|p| p.0).fold(None, |acc: Option<f64>, t| Some(acc.map_or(t, |a| a.max(t))));
+    let last_bad = flood
+        .iter()
+        .filter(|p| !p.1 || p.2 > 2.0 * idle_p50)
+        .map(|p| p.0)
+        .fold(None, |acc: Option<f64>, t| {
+            Some(acc.map_or(t, |a| a.max(t)))
+        });
     let recovery_s = match last_bad {
         None => Some(0.0),
         Some(t) if t < (IDLE + FLOOD).as_secs_f64() - 1.0 => Some(t - IDLE.as_secs_f64()),
         Some(_) => None,
     };
-    let requests = wrk_log.lines().find_map(|l| l.trim().split(" requests in").next().filter(|_| l.contains(" requests in")).and_then(|n| n.trim().parse::<u64>().ok())).unwrap_or(0);
-    let non2xx = wrk_log.lines().find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:").and_then(|n| n.trim().parse::<u64>().ok())).unwrap_or(0);
+    let requests = wrk_log
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split(" requests in")
+                .next()
+                .filter(|_| l.contains(" requests in"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let non2xx = wrk_log
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Non-2xx or 3xx responses:")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
     RunResult {
         success,
         p50: percentile(&mut lat, 50.0),
@@ -146,7 +238,12 @@ fn main() {
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 64, 0);
     let backend_bin = std::env::current_exe().unwrap().with_file_name("backend");
-    let backend = ChildGuard::spawn(&unique("backend"), tb.server.cmd(backend_bin.to_str().unwrap()).args(["127.0.0.1:8081", "2000"]));
+    let backend = ChildGuard::spawn(
+        &unique("backend"),
+        tb.server
+            .cmd(backend_bin.to_str().unwrap())
+            .args(["127.0.0.1:8081", "2000"]),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let shim = Testbed::build_shim();
     let mut all: Vec<(&str, Vec<RunResult>)> = MODES.iter().map(|m| (*m, Vec::new())).collect();
@@ -163,9 +260,14 @@ fn main() {
     );
     let mut rows = Vec::new();
     for (mode, results) in &all {
-        let med = |f: &dyn Fn(&RunResult) -> f64| median(&mut results.iter().map(f).collect::<Vec<_>>());
+        let med =
+            |f: &dyn Fn(&RunResult) -> f64| median(&mut results.iter().map(f).collect::<Vec<_>>());
         let recovered: Vec<f64> = results.iter().filter_map(|r| r.recovery_s).collect();
-        let recovery = if recovered.len() * 2 > results.len() { Some(median(&mut recovered.clone())) } else { None };
+        let recovery = if recovered.len() * 2 > results.len() {
+            Some(median(&mut recovered.clone()))
+        } else {
+            None
+        };
         let success = med(&|r| r.success);
         let (p50, p99, idle) = (med(&|r| r.p50), med(&|r| r.p99), med(&|r| r.idle_p50));
         let served = med(&|r| r.flood_served as f64);
@@ -193,9 +295,17 @@ fn main() {
 }
 
 fn plot(all: &[(&str, Vec<RunResult>)]) {
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").expect("fonts-dejavu-core");
-    plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(font.into_boxed_slice())).map_err(|_| "font").expect("font");
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/survival.png");
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        .expect("fonts-dejavu-core");
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .map_err(|_| "font")
+    .expect("font");
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/survival.png");
     let root = BitMapBackend::new(&path, (1200, 900)).into_drawing_area();
     root.fill(&WHITE).unwrap();
     let panels = root.split_evenly((all.len(), 1));
@@ -203,7 +313,10 @@ fn plot(all: &[(&str, Vec<RunResult>)]) {
     for ((mode, results), area) in all.iter().zip(panels.iter()) {
         let probes = &results[0].probes;
         let mut chart = ChartBuilder::on(area)
-            .caption(format!("{mode}: legitimate latency (ms, log), failures in red"), ("sans-serif", 18))
+            .caption(
+                format!("{mode}: legitimate latency (ms, log), failures in red"),
+                ("sans-serif", 18),
+            )
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(60)
@@ -211,9 +324,28 @@ fn plot(all: &[(&str, Vec<RunResult>)]) {
             .unwrap();
         chart.configure_mesh().x_desc("seconds").draw().unwrap();
         let (a, b) = (IDLE.as_secs_f64(), (IDLE + FLOOD).as_secs_f64());
-        chart.draw_series(std::iter::once(Rectangle::new([(a, 0.1), (b, 3000.0)], RGBColor(255, 235, 235).filled()))).unwrap();
-        chart.draw_series(probes.iter().filter(|p| p.1).map(|p| Circle::new((p.0, p.2.max(0.11)), 2, BLUE.filled()))).unwrap();
-        chart.draw_series(probes.iter().filter(|p| !p.1).map(|p| Cross::new((p.0, 2500.0), 4, RED))).unwrap();
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, 0.1), (b, 3000.0)],
+                RGBColor(255, 235, 235).filled(),
+            )))
+            .unwrap();
+        chart
+            .draw_series(
+                probes
+                    .iter()
+                    .filter(|p| p.1)
+                    .map(|p| Circle::new((p.0, p.2.max(0.11)), 2, BLUE.filled())),
+            )
+            .unwrap();
+        chart
+            .draw_series(
+                probes
+                    .iter()
+                    .filter(|p| !p.1)
+                    .map(|p| Cross::new((p.0, 2500.0), 4, RED)),
+            )
+            .unwrap();
     }
     root.present().unwrap();
 }

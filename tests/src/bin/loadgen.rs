@@ -65,8 +65,8 @@ fn main() {
                                     Ok(0) => break,
                                     Ok(n) => {
                                         tail.extend_from_slice(&buf[..n]);
-                                        answered += tail.windows(9).filter(|w| w == b"HTTP/1.1 ").count() as u32;
-                                        let keep = tail.len().saturating_sub(8);
+                                        answered += tail.windows(12).filter(|w| w == b"HTTP/1.1 200").count() as u32;
+                                        let keep = tail.len().saturating_sub(11);
                                         tail.drain(..keep);
                                     }
                                     Err(_) => {}
