@@ -143,6 +143,34 @@ fn wrk_flood_is_blocked_and_legitimate_clients_are_served() {
     let s = stats(&pins);
     assert!(s["dropped_exact"].as_u64().unwrap() > 100, "{s}");
     assert!(s["samples"].as_u64().unwrap() > 1000, "{s}");
+    // The daemon's live view: top talkers with their paths, and why a flooder is blocked.
+    let control = |args: &[&str]| {
+        let out = std::process::Command::new(floodgate_tests::floodgate_bin())
+            .args(args)
+            .env("FLOODGATE_PIN_ROOT", pins.root())
+            .env("FLOODGATE_CONTROL_SOCKET", &daemon.socket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let top = control(&["top", "--json"]);
+    let first = &top["top"][0];
+    assert!(
+        first["key"].as_str().unwrap().starts_with("198.18.2.")
+            || first["key"].as_str().unwrap().starts_with("2001:2:0:2::"),
+        "{top}"
+    );
+    assert_eq!(first["paths"][0], "/", "{top}");
+    let why = control(&["why", "198.18.2.1", "--json"]);
+    assert_eq!(why["blocked"], true, "{why}");
+    assert_eq!(why["block"]["reason"], "per-source-flood", "{why}");
+    assert!(why["block"]["hits"].is_u64(), "{why}");
+    assert_eq!(why["detector"]["rates"][0]["threshold"], 100.0, "{why}");
 }
 
 #[test]

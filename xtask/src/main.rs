@@ -189,6 +189,8 @@ fn test() -> Result<()> {
             )
             .env("FLOODGATE_DEB", deb),
     )?;
+    eprintln!("==> a short fuzzing run (the full one: ./x fuzz --time 120)");
+    fuzz::fuzz(&env, 15, 200_000)?;
     eprintln!(
         "==> all tests passed in {:.0}s",
         started.elapsed().as_secs_f64()

@@ -159,6 +159,7 @@ fn run_mode(
             )
             .args(&args)
             .env("LOADGEN_OPEN", "1")
+            .env("LOADGEN_STAGGER_MS", "0")
             .output()
             .expect("loadgen");
         open_served = String::from_utf8_lossy(&open.stdout)

@@ -4,7 +4,7 @@
 //! source over `--threshold` requests in its first second, and when its connection stalled.
 //! Bounded by `--seconds` (at most 60) and `--rate` (at most 10,000 per source).
 //!
-//! With `LOADGEN_OPEN=1` it is open loop: requests are pipelined on schedule without waiting
+//! `LOADGEN_STAGGER_MS` (default 20) spaces the sources' starts. With `LOADGEN_OPEN=1` it is open loop: requests are pipelined on schedule without waiting
 //! for answers (a reader thread counts them), as a flooding bot does; otherwise each request
 //! waits for its answer.
 //!
@@ -38,13 +38,18 @@ fn main() {
         .map(|a| a.parse().expect("SRC_IP"))
         .collect();
     let open_loop = std::env::var_os("LOADGEN_OPEN").is_some_and(|v| v == "1");
+    // Sources start this many ms apart (LOADGEN_STAGGER_MS, default 20) so that they cross
+    // their thresholds at different moments; 0 starts them together.
+    let stagger_ms: u64 = std::env::var("LOADGEN_STAGGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let handles: Vec<_> = sources
         .into_iter()
         .enumerate()
         .map(|(i, src)| {
             std::thread::spawn(move || {
-                // Stagger starts so sources cross their thresholds at different moments.
-                std::thread::sleep(Duration::from_millis(20 * i as u64));
+                std::thread::sleep(Duration::from_millis(stagger_ms * i as u64));
                 let mut answered = 0u32;
                 let mut cross_ns = 0u64;
                 let mut stalled_ns = 0u64;
