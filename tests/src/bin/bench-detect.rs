@@ -123,7 +123,7 @@ fn latency() -> (Vec<f64>, serde_json::Value) {
     tb.add_client_addrs(&sources);
     let _nginx = tb.start_nginx();
     let pins = TempPins::new();
-    let config = "[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"per-source-flood\"\nthreshold_rps = 100.0\nwindow = \"1s\"\nmin_samples = 8\nttl = \"10m\"\n";
+    let config = "[filter]\nreset_connections = false\n[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"per-source-flood\"\nthreshold_rps = 100.0\nwindow = \"1s\"\nmin_samples = 8\nttl = \"10m\"\n";
     let _daemon = tb.start_daemon(&pins, &test_config(config));
     let loadgen = std::env::current_exe()
         .expect("exe")

@@ -218,7 +218,7 @@ fn main() {
     }
     let _ = writeln!(
         md,
-        "\nTargets with Floodgate: legitimate success ≥ 99.9 % and p99 ≤ 2× idle once mitigated, mitigation ≤ 1 s.\n"
+        "\nTargets with Floodgate: legitimate success ≥ 99.9 % and p99 ≤ 2× idle once mitigated, mitigation ≤ 1 s. The p99 over the whole flood window includes the moments before the blocks; after the recovery time every legitimate request is under 2× idle by its definition. nginx `limit_req` counts the requests nginx reads: the saturated backend holds each flooding address at about 8 processed requests/s, under its 10 r/s limit, so it never fires; Floodgate counts request starts as they arrive at XDP, blocks the sources and closes their established connections (`ss -K`), which stops the work they had queued.\n"
     );
 
     let _ = writeln!(md, "## 4. Daemon (`./x bench detect`)\n");

@@ -35,6 +35,7 @@ fn main() {
         "AF_PACKET socket: {}",
         std::io::Error::last_os_error()
     );
+    // SAFETY: an all-zero sockaddr_ll is a valid value to fill in.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_ifindex = ifindex;
