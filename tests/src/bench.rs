@@ -57,3 +57,19 @@ fn kernel_release() -> String {
         .trim()
         .to_owned()
 }
+
+/// Registers DejaVu Sans (Debian's fonts-dejavu-core, installed by `./x setup`) as the
+/// "sans-serif" font of the plots.
+pub fn register_plot_font() {
+    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        .expect("fonts-dejavu-core (./x setup installs it)");
+    if plotters::style::register_font(
+        "sans-serif",
+        plotters::style::FontStyle::Normal,
+        Box::leak(font.into_boxed_slice()),
+    )
+    .is_err()
+    {
+        panic!("DejaVuSans.ttf is not a usable font");
+    }
+}

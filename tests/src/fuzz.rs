@@ -28,7 +28,7 @@ impl Rng {
         Self(seed | 1)
     }
     /// Next value.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -36,7 +36,7 @@ impl Rng {
     }
     /// Uniform below `n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     /// True with probability 1/n.
     pub fn one_in(&mut self, n: u64) -> bool {
@@ -135,12 +135,14 @@ fn random_packet(rng: &mut Rng, pool: &[IpAddr]) -> Vec<u8> {
             payload,
         ),
         1 => udp(53, 53, payload),
-        _ => (0..rng.below(64)).map(|_| rng.next() as u8).collect(),
+        _ => (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect(),
     };
     let proto = [6u8, 17, 1, 58, 0, 255][rng.below(6) as usize];
     let l3 = match src {
         IpAddr::V4(s) => {
-            let options: Vec<u8> = (0..rng.below(11) * 4).map(|_| rng.next() as u8).collect();
+            let options: Vec<u8> = (0..rng.below(11) * 4)
+                .map(|_| rng.next_u64() as u8)
+                .collect();
             let opts = V4Opts {
                 options: &options,
                 frag_offset: if rng.one_in(4) {
@@ -179,7 +181,7 @@ fn random_packet(rng: &mut Rng, pool: &[IpAddr]) -> Vec<u8> {
         .collect();
     let et = match (src, rng.below(16)) {
         (_, 0) => 0x0806,
-        (_, 1) => rng.next() as u16,
+        (_, 1) => rng.next_u64() as u16,
         (IpAddr::V4(_), 2) => ETH_IPV6,
         (IpAddr::V6(_), 2) => ETH_IPV4,
         (IpAddr::V4(_), _) => ETH_IPV4,
@@ -196,10 +198,10 @@ fn mutate(rng: &mut Rng, mut p: Vec<u8>) -> Vec<u8> {
             // Flip a byte (lengths, versions, next headers, tags…).
             1 if !p.is_empty() => {
                 let i = rng.below(p.len() as u64) as usize;
-                p[i] = rng.next() as u8;
+                p[i] = rng.next_u64() as u8;
             }
             // Append garbage.
-            2 => p.extend((0..rng.below(32)).map(|_| rng.next() as u8)),
+            2 => p.extend((0..rng.below(32)).map(|_| rng.next_u64() as u8)),
             // Corrupt a length-ish field near the IP header.
             3 if p.len() > 20 => {
                 let i = 14 + rng.below(p.len() as u64 - 14).min(8) as usize;

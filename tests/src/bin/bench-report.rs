@@ -6,7 +6,7 @@ use std::{fmt::Write as _, path::PathBuf};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
-fn read(dir: &PathBuf, name: &str) -> Value {
+fn read(dir: &std::path::Path, name: &str) -> Value {
     let path = dir.join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run ./x bench {name} first)", path.display()));
@@ -34,16 +34,8 @@ fn command(args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn plot_drop(dir: &PathBuf, drop: &Value) {
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .expect("fonts-dejavu-core");
-    plotters::style::register_font(
-        "sans-serif",
-        FontStyle::Normal,
-        Box::leak(font.into_boxed_slice()),
-    )
-    .map_err(|_| "font")
-    .expect("font");
+fn plot_drop(dir: &std::path::Path, drop: &Value) {
+    floodgate_tests::bench::register_plot_font();
     let path = dir.join("drop.png");
     let root = BitMapBackend::new(&path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).unwrap();

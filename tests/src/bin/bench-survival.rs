@@ -296,15 +296,7 @@ fn main() {
 }
 
 fn plot(all: &[(&str, Vec<RunResult>)]) {
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .expect("fonts-dejavu-core");
-    plotters::style::register_font(
-        "sans-serif",
-        FontStyle::Normal,
-        Box::leak(font.into_boxed_slice()),
-    )
-    .map_err(|_| "font")
-    .expect("font");
+    floodgate_tests::bench::register_plot_font();
     let path =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/survival.png");
     let root = BitMapBackend::new(&path, (1200, 900)).into_drawing_area();

@@ -195,15 +195,7 @@ fn main() {
 }
 
 fn plot(series: &[(f64, f64, f64, f64)], probes: &[Probe], flood_from: f64, flood_to: f64) {
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .expect("fonts-dejavu-core (./x setup installs it)");
-    plotters::style::register_font(
-        "sans-serif",
-        FontStyle::Normal,
-        Box::leak(font.into_boxed_slice()),
-    )
-    .map_err(|_| "font")
-    .expect("register font");
+    floodgate_tests::bench::register_plot_font();
     let path =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/loadtest.png");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
