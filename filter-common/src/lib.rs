@@ -266,3 +266,40 @@ mod pod {
     // SAFETY: see above.
     unsafe impl aya::Pod for super::Sample {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_mapping_and_expiry() {
+        assert_eq!(
+            v4_mapped([198, 18, 0, 1])[10..],
+            [0xff, 0xff, 198, 18, 0, 1]
+        );
+        let entry = BlockEntry {
+            expires_ns: 100,
+            added_ns: 0,
+            hits: 0,
+            reason_code: reason::MANUAL,
+            key_len: 128,
+            _pad: [0; 4],
+            reason_text: [0; REASON_TEXT_LEN],
+        };
+        assert!(entry.in_force(99));
+        assert!(
+            !entry.in_force(100),
+            "an entry stops dropping at its expiry"
+        );
+        assert!(
+            BlockEntry {
+                expires_ns: 0,
+                ..entry
+            }
+            .in_force(u64::MAX),
+            "0 never expires"
+        );
+        assert_eq!(counter::NAMES.len(), counter::COUNT as usize);
+        assert!(counter::COUNT <= capacity::COUNTERS);
+    }
+}

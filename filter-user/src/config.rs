@@ -369,7 +369,7 @@ pub enum RuleKey {
 }
 
 /// A validated rule.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
     /// Name.
     pub name: String,

@@ -115,7 +115,7 @@ impl Detector {
     /// Applies new settings (rules, thresholds, escalation). Rate state is kept when the rules
     /// are unchanged, reset otherwise (rule indices may have moved); decisions stay in the maps.
     pub fn reconfigure(&mut self, settings: &Settings) {
-        let same_rules = format!("{:?}", self.rules) == format!("{:?}", settings.rules);
+        let same_rules = self.rules == settings.rules;
         if !same_rules || settings.max_tracked != self.settings.max_tracked {
             self.table = RateTable::new(settings.max_tracked);
         }
