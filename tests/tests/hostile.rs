@@ -247,7 +247,8 @@ fn a_million_spoofed_sources_leave_memory_legit_clients_and_the_cli_alone() {
     });
     let after = stats(&pins);
     let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
-    assert!(delta("request_starts") >= 990_000, "{after}");
+    // Nearly all of them reach the program (a veth under load may drop a few before XDP).
+    assert!(delta("request_starts") >= 900_000, "{after}");
     // Sampled 1 in N (N adapts to the rate); none of them is verified, none reaches the daemon.
     assert!(delta("samples_unverified") >= 1_000, "{after}");
     assert!(
@@ -287,8 +288,8 @@ fn ring_buffer_overload_is_counted_and_the_daemon_recovers() {
         &shim,
         &plan.flood4,
         &format!("http://{SERVER_V4}/"),
-        Duration::from_secs(4),
-        64,
+        Duration::from_secs(6),
+        128,
     );
     wrk.wait_exit(Duration::from_secs(15))
         .expect("wrk is bounded");
@@ -343,7 +344,7 @@ fn kills_at_random_points_lose_no_block() {
             32,
         );
         // Kill during the burst of decisions, the second time right after a reload.
-        std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
+        std::thread::sleep(Duration::from_millis(150 + rng.below(450)));
         if round == 1 {
             daemon.process.signal(libc::SIGHUP);
         }
