@@ -9,6 +9,7 @@ use aya::{
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
+        xdp::XdpLink,
     },
 };
 use aya_obj::programs::XdpAttachType;
@@ -82,6 +83,8 @@ pub enum Adoption {
     Created,
     /// Re-used from the pins.
     Adopted,
+    /// A different pinned program was replaced in place by this binary's.
+    Upgraded,
 }
 
 /// Expected shape of each pinned map: name, type, key size, value size, max entries.
@@ -125,16 +128,25 @@ const LAYOUT: [(&str, MapType, usize, usize, u32); 7] = [
     ),
 ];
 
-/// Loads the program and its maps into the pins unless they are already there; then checks
-/// the pinned layout. The caller holds the pin lock.
+/// Loads the program and its maps into the pins unless they are already there, and checks the
+/// pinned layout. When a program is pinned but differs from this binary's (an upgrade with the
+/// same map layout), the new one replaces it atomically in every pinned link
+/// (`bpf_link_update`): no detach, no packet unfiltered, no block lost. The caller holds the
+/// pin lock.
 pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
     if pins.loaded() {
         check_layout(pins)?;
-        return Ok(Adoption::Adopted);
     }
-    let maps_dir = pins.maps_dir();
+    let program_err = |op: &str| {
+        let op = op.to_owned();
+        move |source| AttachError::Program {
+            op: op.clone(),
+            source,
+        }
+    };
+    // Maps pinned by name are re-used from the pin directory, created and pinned otherwise.
     let mut ebpf = EbpfLoader::new()
-        .default_map_pin_directory(&maps_dir)
+        .default_map_pin_directory(pins.maps_dir())
         .load(crate::ebpf::FILTER)?;
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
@@ -143,23 +155,61 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
             source: aya::programs::ProgramError::NotLoaded,
         })?
         .try_into()
-        .map_err(|source| AttachError::Program {
-            op: "program type".into(),
-            source,
+        .map_err(program_err("program type"))?;
+    program
+        .load()
+        .map_err(program_err("verify and load XDP program"))?;
+    let pin_err = |op: &'static str, path: PathBuf| {
+        move |source: aya::pin::PinError| AttachError::Link {
+            op,
+            path,
+            source: Box::new(source),
+        }
+    };
+    if !pins.loaded() {
+        program
+            .pin(pins.program())
+            .map_err(pin_err("pin program", pins.program()))?;
+        check_layout(pins)?;
+        return Ok(Adoption::Created);
+    }
+    let pinned = Xdp::from_pin(pins.program(), XdpAttachType::Interface)
+        .map_err(program_err("open pinned program"))?;
+    let pinned_tag = pinned
+        .info()
+        .map_err(program_err("pinned program info"))?
+        .tag();
+    let new_tag = program.info().map_err(program_err("program info"))?.tag();
+    if pinned_tag == new_tag {
+        return Ok(Adoption::Adopted);
+    }
+    for iface in pins.linked_interfaces()? {
+        let path = pins.link(&iface);
+        let link = PinnedLink::from_pin(&path).map_err(|source| AttachError::Link {
+            op: "open link",
+            path: path.clone(),
+            source: Box::new(source),
         })?;
-    program.load().map_err(|source| AttachError::Program {
-        op: "verify and load XDP program".into(),
+        let link = XdpLink::try_from(FdLink::from(link)).map_err(|source| AttachError::Link {
+            op: "open XDP link",
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        // The link stays pinned: closing this handle later does not detach it.
+        program
+            .attach_to_link(link)
+            .map_err(program_err(&format!("replace the program on {iface}")))?;
+        log::info!("{iface}: program upgraded in place (tag {pinned_tag:016x} → {new_tag:016x})");
+    }
+    std::fs::remove_file(pins.program()).map_err(|source| PinsError::Io {
+        op: "unpin old program",
+        path: pins.program(),
         source,
     })?;
     program
         .pin(pins.program())
-        .map_err(|source| AttachError::Link {
-            op: "pin program",
-            path: pins.program(),
-            source: Box::new(source),
-        })?;
-    check_layout(pins)?;
-    Ok(Adoption::Created)
+        .map_err(pin_err("pin program", pins.program()))?;
+    Ok(Adoption::Upgraded)
 }
 
 /// Compares every pinned map with the layout this binary was built with.

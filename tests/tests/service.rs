@@ -227,3 +227,65 @@ fn prometheus_metrics_move_during_a_flood() {
         daemon.process.log()
     );
 }
+
+#[test]
+fn a_different_pinned_program_is_upgraded_in_place() {
+    use aya::programs::{
+        Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    };
+    let tb = Testbed::new();
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    let mut daemon = tb.start_daemon(&pins, &test_config(""));
+    floodgate_ok(&pins, &["block", "add", "198.18.9.9", "--ttl", "10m"]);
+    daemon.stop();
+    let link_path = pins.pins.link(&tb.server_if);
+    let link_id = || {
+        FdLink::from(PinnedLink::from_pin(&link_path).unwrap())
+            .info()
+            .unwrap()
+            .id()
+    };
+    let id_before = link_id();
+    // The previous release's program, simulated by the drop-all baseline: pinned and in the link.
+    let mut old = aya::EbpfLoader::new()
+        .load(filter_user::ebpf::BASELINE)
+        .unwrap();
+    let program: &mut Xdp = old
+        .program_mut("baseline_drop_all")
+        .unwrap()
+        .try_into()
+        .unwrap();
+    program.load().unwrap();
+    let link = XdpLink::try_from(FdLink::from(PinnedLink::from_pin(&link_path).unwrap())).unwrap();
+    program.attach_to_link(link).unwrap();
+    std::fs::remove_file(pins.pins.program()).unwrap();
+    program.pin(pins.pins.program()).unwrap();
+    drop(old);
+    let client: IpAddr = floodgate_tests::net::CLIENT_V4.into();
+    assert_eq!(
+        tb.get_timeout(client, SERVER_V4.into(), Duration::from_millis(800)),
+        0,
+        "the old program is in force"
+    );
+
+    let daemon = tb.start_daemon(&pins, &test_config(""));
+    let log = daemon.process.log();
+    assert!(
+        log.contains("program upgraded in place") && log.contains("program Upgraded"),
+        "{log}"
+    );
+    assert!(log.contains("XDP link Adopted"), "no second attach: {log}");
+    assert_eq!(link_id(), id_before, "the same link, its program swapped");
+    assert_eq!(
+        tb.get(client, SERVER_V4.into()),
+        200,
+        "the new program filters"
+    );
+    assert!(
+        block_ttl(&pins, "198.18.9.9").is_some(),
+        "blocks kept over the upgrade"
+    );
+}
