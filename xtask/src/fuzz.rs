@@ -34,8 +34,9 @@ fn cargo_fuzz(env: &Env) -> Result<std::path::PathBuf> {
     Ok(bin)
 }
 
-/// Runs every target for `seconds / targets` and `packets` packets through the program.
-pub(crate) fn fuzz(env: &Env, seconds: u64, packets: u64) -> Result<()> {
+/// Runs every target for `seconds / targets` and `packets` packets through the program;
+/// `write_report`: keep the counts in bench-results/fuzz.txt (not for the suite's short run).
+pub(crate) fn fuzz(env: &Env, seconds: u64, packets: u64, write_report: bool) -> Result<()> {
     let fuzz_bin = cargo_fuzz(env)?;
     let mut path = vec![fuzz_bin];
     path.extend(std::env::split_paths(&env.path()));
@@ -103,8 +104,10 @@ pub(crate) fn fuzz(env: &Env, seconds: u64, packets: u64) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     report.push_str(&String::from_utf8_lossy(&out.stdout));
-    std::fs::create_dir_all("bench-results")?;
-    std::fs::write("bench-results/fuzz.txt", &report)?;
+    if write_report {
+        std::fs::create_dir_all("bench-results")?;
+        std::fs::write("bench-results/fuzz.txt", &report)?;
+    }
     print!("{report}");
     Ok(())
 }

@@ -102,7 +102,7 @@ fn main() -> Result<()> {
         Task::Loadtest => run_tool("loadtest"),
         Task::Fuzz { time, packets } => {
             let env = setup::setup(true)?;
-            fuzz::fuzz(&env, time, packets)
+            fuzz::fuzz(&env, time, packets, true)
         }
         Task::Package => {
             let env = setup::setup(true)?;
@@ -190,7 +190,7 @@ fn test() -> Result<()> {
             .env("FLOODGATE_DEB", deb),
     )?;
     eprintln!("==> a short fuzzing run (the full one: ./x fuzz --time 120)");
-    fuzz::fuzz(&env, 15, 200_000)?;
+    fuzz::fuzz(&env, 15, 200_000, false)?;
     eprintln!(
         "==> all tests passed in {:.0}s",
         started.elapsed().as_secs_f64()

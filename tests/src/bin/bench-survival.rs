@@ -43,6 +43,15 @@ struct RunResult {
     flood_served: u64,
     cpu_s: f64,
     probes: Vec<Probe>,
+    /// (seconds since start, backend requests completed per second)
+    served_series: Vec<(f64, f64)>,
+}
+
+/// The backend's completed-request count, `None` while its stats file is being rewritten.
+fn backend_served(stats: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(stats)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
 }
 
 fn cpu_seconds(pids: &[u32]) -> f64 {
@@ -73,6 +82,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 fn run_mode(
+    stats: &std::path::Path,
     tb: &Testbed,
     plan: &FloodPlan,
     shim: &std::path::Path,
@@ -103,7 +113,23 @@ fn run_mode(
     let mut cpu = 0.0;
     let mut wrk_log = String::new();
     let mut open_served = 0u64;
+    let served_series: Mutex<Vec<(f64, f64)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut last, mut last_t) = (backend_served(stats).unwrap_or(0), 0.0);
+            while start.elapsed() < IDLE + FLOOD + AFTER {
+                std::thread::sleep(Duration::from_millis(250));
+                let Some(now) = backend_served(stats) else {
+                    continue;
+                };
+                let t = start.elapsed().as_secs_f64();
+                served_series
+                    .lock()
+                    .unwrap()
+                    .push((t, now.saturating_sub(last) as f64 / (t - last_t)));
+                (last, last_t) = (now, t);
+            }
+        });
         // Open loop: a request leaves every 50 ms on its own thread.
         s.spawn(|| {
             let mut n = 0u32;
@@ -231,6 +257,7 @@ fn run_mode(
         flood_served: requests.saturating_sub(non2xx) + open_served,
         cpu_s: cpu,
         probes,
+        served_series: served_series.into_inner().unwrap(),
     }
 }
 
@@ -239,11 +266,13 @@ fn main() {
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 64, 0);
     let backend_bin = std::env::current_exe().unwrap().with_file_name("backend");
+    let stats = std::env::temp_dir().join(unique("fg-backend-stats-"));
     let backend = ChildGuard::spawn(
         &unique("backend"),
         tb.server
             .cmd(backend_bin.to_str().unwrap())
-            .args(["127.0.0.1:8081", "2000"]),
+            .args(["127.0.0.1:8081", "2000"])
+            .arg(&stats),
     );
     std::thread::sleep(Duration::from_millis(300));
     let shim = Testbed::build_shim();
@@ -251,10 +280,11 @@ fn main() {
     for run in 0..RUNS {
         for (mode, results) in &mut all {
             eprintln!("run {}/{RUNS}: {mode}", run + 1);
-            results.push(run_mode(&tb, &plan, &shim, &backend, mode));
+            results.push(run_mode(&stats, &tb, &plan, &shim, &backend, mode));
         }
     }
     let _ = std::fs::remove_file(&shim);
+    let _ = std::fs::remove_file(&stats);
     let mut text = format!(
         "{:<10} {:>9} {:>10} {:>10} {:>9} {:>11} {:>12} {:>8}\n",
         "mode", "success", "p50 ms", "p99 ms", "idle ms", "recovery s", "flood 2xx", "CPU s"
@@ -299,11 +329,33 @@ fn plot(all: &[(&str, Vec<RunResult>)]) {
     floodgate_tests::bench::register_plot_font();
     let path =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/survival.png");
-    let root = BitMapBackend::new(&path, (1200, 900)).into_drawing_area();
+    let root = BitMapBackend::new(&path, (1600, 900)).into_drawing_area();
     root.fill(&WHITE).unwrap();
-    let panels = root.split_evenly((all.len(), 1));
+    let panels = root.split_evenly((all.len(), 2));
     let t_max = (IDLE + FLOOD + AFTER).as_secs_f64();
-    for ((mode, results), area) in all.iter().zip(panels.iter()) {
+    for ((mode, results), pair) in all.iter().zip(panels.chunks(2)) {
+        let series = &results[0].served_series;
+        let y_max = series.iter().map(|s| s.1).fold(10.0, f64::max) * 1.1;
+        let mut rate = ChartBuilder::on(&pair[1])
+            .caption(
+                format!("{mode}: requests completed by the backend per second"),
+                ("sans-serif", 18),
+            )
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+            .unwrap();
+        rate.configure_mesh().x_desc("seconds").draw().unwrap();
+        let (a, b) = (IDLE.as_secs_f64(), (IDLE + FLOOD).as_secs_f64());
+        rate.draw_series(std::iter::once(Rectangle::new(
+            [(a, 0.0), (b, y_max)],
+            RGBColor(255, 235, 235).filled(),
+        )))
+        .unwrap();
+        rate.draw_series(LineSeries::new(series.iter().copied(), RED.stroke_width(2)))
+            .unwrap();
+        let area = &pair[0];
         let probes = &results[0].probes;
         let mut chart = ChartBuilder::on(area)
             .caption(
