@@ -289,3 +289,51 @@ fn a_different_pinned_program_is_upgraded_in_place() {
         "blocks kept over the upgrade"
     );
 }
+
+#[test]
+fn systemd_notify_protocol_ready_reloading_stopping() {
+    let tb = Testbed::new();
+    let pins = TempPins::new();
+    let dir = std::env::temp_dir().join(floodgate_tests::unique("fg-notify-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let notify_path = dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let config = dir.join("floodgate.toml");
+    std::fs::write(&config, test_config("")).unwrap();
+    let mut daemon = floodgate_tests::ChildGuard::spawn(
+        &floodgate_tests::unique("floodgate-notify"),
+        tb.server
+            .cmd(floodgate_bin().to_str().unwrap())
+            .args(["run", "--iface", &tb.server_if, "--config"])
+            .arg(&config)
+            .arg("--control-socket")
+            .arg(dir.join("control.sock"))
+            .env("FLOODGATE_PIN_ROOT", pins.root())
+            .env("NOTIFY_SOCKET", &notify_path),
+    );
+    let mut next = || {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    daemon.signal(libc::SIGHUP);
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1") && reloading.contains("MONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(next().starts_with("READY=1"));
+    daemon.signal(libc::SIGTERM);
+    assert!(next().starts_with("STOPPING=1"));
+    assert!(
+        daemon
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
