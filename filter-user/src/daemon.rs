@@ -169,15 +169,6 @@ impl Daemon {
             sample_every,
         };
         daemon.apply_kernel_settings(&settings, &[])?;
-        notify(&format!(
-            "READY=1\nSTATUS=protecting {}",
-            settings.interfaces.join(", ")
-        ));
-        log::info!(
-            "ready: protecting {} (ports {:?})",
-            settings.interfaces.join(", "),
-            settings.ports
-        );
         Ok(daemon)
     }
 
@@ -185,6 +176,14 @@ impl Daemon {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        // Ready only once the signal handlers exist: a reload (SIGHUP) sent right after READY=1
+        // must reload, not kill the daemon with the default action.
+        let interfaces = self.settings.interfaces.join(", ");
+        notify(&format!("READY=1\nSTATUS=protecting {interfaces}"));
+        log::info!(
+            "ready: protecting {interfaces} (ports {:?})",
+            self.settings.ports
+        );
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let control = self.control.take().context("control socket")?;

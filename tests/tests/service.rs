@@ -314,22 +314,24 @@ fn systemd_notify_protocol_ready_reloading_stopping() {
             .env("FLOODGATE_PIN_ROOT", pins.root())
             .env("NOTIFY_SOCKET", &notify_path),
     );
-    let mut next = || {
+    let next = |daemon: &floodgate_tests::ChildGuard| {
         let mut buf = [0u8; 512];
-        let n = notify.recv(&mut buf).expect("a notification");
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({e}):\n{}", daemon.log()));
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    let ready = next();
+    let ready = next(&daemon);
     assert!(ready.starts_with("READY=1"), "{ready}");
     daemon.signal(libc::SIGHUP);
-    let reloading = next();
+    let reloading = next(&daemon);
     assert!(
         reloading.starts_with("RELOADING=1") && reloading.contains("MONOTONIC_USEC="),
         "{reloading}"
     );
-    assert!(next().starts_with("READY=1"));
+    assert!(next(&daemon).starts_with("READY=1"));
     daemon.signal(libc::SIGTERM);
-    assert!(next().starts_with("STOPPING=1"));
+    assert!(next(&daemon).starts_with("STOPPING=1"));
     assert!(
         daemon
             .wait_exit(Duration::from_secs(10))
