@@ -320,7 +320,12 @@ impl Detector {
         });
         talker.pending += f64::from(sample.weight);
         talker.samples += 1;
-        let path = &path[..path.len().min(64)];
+        // At most 64 bytes of the path, cut on a character boundary (attacker bytes).
+        let mut end = path.len().min(64);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        let path = &path[..end];
         if let Some(slot) = talker.paths.iter_mut().find(|(p, _)| p == path) {
             slot.1 += u64::from(sample.weight);
         } else if talker.paths.len() < TOP_PATHS {
@@ -516,6 +521,23 @@ mod tests {
             all.iter()
                 .any(|x| x.aggregate && x.target.to_string() == "198.18.7.0/24")
         );
+    }
+
+    #[test]
+    fn a_multibyte_character_at_the_path_cut_is_no_panic() {
+        let settings = config::parse("", "t").unwrap();
+        let mut d = Detector::new(&settings);
+        // 'ʮ' spans bytes 63..65 of the path: found by the fuzzer as a daemon crash.
+        let request = format!("GET /{}ʮ HTTP/1.1\r\n\r\n", "a".repeat(62));
+        for i in 0..200u64 {
+            let _ = d.observe(&sample(
+                "198.18.1.9",
+                1_000_000_000 + i * 1_000_000,
+                1,
+                request.as_bytes(),
+            ));
+        }
+        assert!(d.top(1)[0].paths[0].0.len() <= 64);
     }
 
     #[test]
