@@ -121,6 +121,14 @@ pub fn floodgate_ok(pins: &TempPins, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a `--json` command of `floodgate` against `pins`, asserting success; returns the JSON.
+#[must_use]
+pub fn floodgate_json(pins: &TempPins, args: &[&str]) -> serde_json::Value {
+    let out = floodgate_ok(pins, args);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("floodgate {args:?}: not JSON ({e}): {out}"))
+}
+
 /// A child process killed (SIGKILL unless stopped otherwise) and reaped on drop.
 pub struct ChildGuard {
     /// The child.

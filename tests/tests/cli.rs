@@ -1,16 +1,17 @@
 //! The operator CLI on real pins: bad input is refused with one line and a non-zero exit and
 //! writes nothing; concurrent mutations are serialised; JSON listings; status and mode.
 
-use floodgate_tests::{TempPins, floodgate, floodgate_ok, kernel::LoadedFilter};
+use floodgate_tests::{TempPins, floodgate, floodgate_json, floodgate_ok, kernel::LoadedFilter};
 
 fn loaded() -> LoadedFilter {
     LoadedFilter::load()
 }
 
 fn entries(pins: &TempPins) -> usize {
-    let v: serde_json::Value =
-        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
-    v.as_array().unwrap().len()
+    floodgate_json(pins, &["block", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .len()
 }
 
 #[test]

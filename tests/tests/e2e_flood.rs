@@ -11,7 +11,7 @@ use std::{
 
 use filter_user::clock::monotonic_ns;
 use floodgate_tests::{
-    TempPins, floodgate_ok,
+    TempPins, floodgate_json,
     net::{FloodPlan, SERVER_V4, SERVER_V6, Testbed, test_config},
     wait_until,
 };
@@ -20,13 +20,14 @@ const CONFIG: &str = "[aggregation]\nmin_addresses = 0\n\
     [[rules]]\nname = \"per-source-flood\"\nkey = \"source\"\nthreshold_rps = 100.0\nwindow = \"1s\"\nmin_samples = 8\nttl = \"10m\"\n";
 
 fn stats(pins: &TempPins) -> serde_json::Value {
-    serde_json::from_str(&floodgate_ok(pins, &["stats", "--json"])).unwrap()
+    floodgate_json(pins, &["stats", "--json"])
 }
 
 fn blocks(pins: &TempPins) -> Vec<serde_json::Value> {
-    let v: serde_json::Value =
-        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
-    v.as_array().unwrap().clone()
+    floodgate_json(pins, &["block", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]

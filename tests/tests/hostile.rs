@@ -12,15 +12,14 @@ use std::{
 use filter_common::reason;
 use filter_user::{filter::block_entry, target::Target};
 use floodgate_tests::{
-    TempPins, floodgate, floodgate_bin, floodgate_ok,
+    TempPins, floodgate, floodgate_bin, floodgate_json,
     fuzz::Rng,
     net::{FloodPlan, SERVER_V4, Testbed, test_config},
 };
 
 fn blocks(pins: &TempPins) -> Vec<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(&floodgate_ok(pins, &["block", "list", "--json"])).unwrap();
-    v.as_array()
+    floodgate_json(pins, &["block", "list", "--json"])
+        .as_array()
         .unwrap()
         .iter()
         .map(|b| b["target"].as_str().unwrap().to_owned())
@@ -28,7 +27,7 @@ fn blocks(pins: &TempPins) -> Vec<String> {
 }
 
 fn stats(pins: &TempPins) -> serde_json::Value {
-    serde_json::from_str(&floodgate_ok(pins, &["stats", "--json"])).unwrap()
+    floodgate_json(pins, &["stats", "--json"])
 }
 
 /// Floods nginx from `sources` at `rate` requests/s each for `seconds` (the loadgen tool).
