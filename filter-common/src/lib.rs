@@ -127,6 +127,8 @@ pub mod counter {
     ];
 }
 
+const _: () = assert!(counter::COUNT <= capacity::COUNTERS);
+
 /// Indices into the `u32` config array.
 pub mod config {
     /// Non-zero: monitor mode (count matches as would-drop, pass everything).
@@ -300,6 +302,5 @@ mod tests {
             "0 never expires"
         );
         assert_eq!(counter::NAMES.len(), counter::COUNT as usize);
-        assert!(counter::COUNT <= capacity::COUNTERS);
     }
 }
