@@ -191,23 +191,14 @@ fn spoofed_request_starts_never_block_the_named_client() {
         (victims[0], IpAddr::from(SERVER_V4)),
         (victims[1], IpAddr::from(SERVER_V6)),
     ] {
-        let out = tb
-            .client
-            .cmd(env!("CARGO_BIN_EXE_spoof"))
-            .args([
-                &tb.client_if,
-                &victim.to_string(),
-                &dst.to_string(),
-                &mac,
-                "20000",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tb.client.run(&[
+            env!("CARGO_BIN_EXE_spoof"),
+            &tb.client_if,
+            &victim.to_string(),
+            &dst.to_string(),
+            &mac,
+            "20000",
+        ]);
     }
     let after = stats(&pins);
     let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
