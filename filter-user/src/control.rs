@@ -1,32 +1,377 @@
-//! The daemon's control socket: one JSON request line, one JSON reply line. `floodgate top`
-//! and `floodgate why` use it for live rate state; everything else reads the pinned maps.
+//! The typed protocol between the CLI and the running daemon over its control socket: one
+//! JSON request line, one JSON reply line. Both ends use these types, so a field one side
+//! sends is a field the other side reads. Requests carry [`PROTOCOL_VERSION`]; a request the
+//! daemon cannot read gets a [`Reply::Error`] naming why.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
+    net::IpAddr,
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-/// Environment variable naming the socket for the CLI (the daemon's path comes from its config).
+use serde::{Deserialize, Serialize};
+
+use crate::{enforce::Origin, target::Target};
+
+/// Version of this protocol; bumped on an incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The default control socket path (the one place it is written down; `[control] socket`
+/// and `--socket` override it).
+pub const DEFAULT_SOCKET: &str = "/run/floodgate/control.sock";
+
+/// Environment variable naming the socket for the CLI.
 pub const SOCKET_ENV: &str = "FLOODGATE_CONTROL_SOCKET";
 
-/// The socket the CLI talks to.
-#[must_use]
-pub fn default_socket() -> PathBuf {
-    std::env::var_os(SOCKET_ENV).map_or_else(
-        || PathBuf::from("/run/floodgate/control.sock"),
-        PathBuf::from,
-    )
+/// Longest request line the daemon reads.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// One request line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestLine {
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// What is asked.
+    #[serde(flatten)]
+    pub request: Request,
 }
 
-/// Sends one request and reads the reply.
-pub fn request(socket: &Path, request: &serde_json::Value) -> std::io::Result<serde_json::Value> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    writeln!(stream, "{request}")?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(std::io::Error::other)
+/// What the CLI can ask the daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// The heaviest talkers.
+    Top {
+        /// How many.
+        limit: usize,
+    },
+    /// Live rates of an address and the decision in force for it.
+    Why {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// The daemon's own view: interfaces (as the kernel has them), sampling, tracked keys.
+    Status,
+    /// The operator changed these block entries (or, with `all`, flushed the maps): re-read
+    /// them so that the daemon's expiry index stays in step.
+    Refresh {
+        /// Targets written or removed.
+        targets: Vec<Target>,
+        /// Every entry may have changed (a flush).
+        all: bool,
+    },
+}
+
+/// The daemon's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to [`Request::Top`].
+    Top(TopReply),
+    /// Answer to [`Request::Why`].
+    Why(WhyReply),
+    /// Answer to [`Request::Status`].
+    Status(StatusReply),
+    /// Answer to [`Request::Refresh`].
+    Refreshed {
+        /// Exact entries the daemon now knows.
+        exact: usize,
+        /// Prefix entries the daemon now knows.
+        prefix: usize,
+    },
+    /// The request could not be served.
+    Error {
+        /// Why.
+        error: ControlError,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ControlError {
+    /// Not a request of this protocol (bad JSON, unknown `cmd`, missing field).
+    #[error("bad request: {message}")]
+    BadRequest {
+        /// The parser's message.
+        message: String,
+    },
+    /// Another protocol version.
+    #[error("protocol version {got} is not supported (the daemon speaks {supported})")]
+    UnsupportedVersion {
+        /// The request's version.
+        got: u32,
+        /// The daemon's.
+        supported: u32,
+    },
+    /// The daemon could not do it.
+    #[error("the daemon failed: {message}")]
+    Failed {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Heavy talkers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopReply {
+    /// Highest rate first.
+    pub top: Vec<TalkerRow>,
+    /// Rate keys tracked.
+    pub tracked: usize,
+    /// Bytes of rate state per tracked key.
+    pub bytes_per_client: usize,
+}
+
+/// One talker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TalkerRow {
+    /// Source address.
+    pub key: IpAddr,
+    /// Requests/s, smoothed.
+    pub rate: f64,
+    /// Events seen.
+    pub samples: u64,
+    /// Most-hit paths, most first.
+    pub paths: Vec<String>,
+    /// The same paths with their request counts.
+    pub path_counts: Vec<(String, u64)>,
+}
+
+/// Live state of one address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WhyReply {
+    /// Rate under every source- or prefix-keyed rule.
+    pub rates: Vec<RuleRate>,
+    /// The decision this daemon wrote that is in force for the address (exact entry first,
+    /// then the covering prefix it decided), if any.
+    pub decision: Option<DecisionView>,
+}
+
+/// One rule's view of an address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleRate {
+    /// Rule name.
+    pub rule: String,
+    /// Requests/s now.
+    pub rate: f64,
+    /// Its threshold.
+    pub threshold: f64,
+}
+
+/// A decision as `why` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionView {
+    /// What was blocked.
+    pub target: Target,
+    /// The rule (or "aggregate").
+    pub rule: String,
+    /// Who decided.
+    pub origin: Origin,
+    /// Rate at decision, requests/s.
+    pub rate: f64,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// Repeat-offence number.
+    pub offence: u32,
+    /// The TTL it was given, seconds.
+    pub ttl_secs: u64,
+    /// Seconds left.
+    pub ttl_remaining_secs: u64,
+}
+
+/// The daemon's status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// Protected interfaces with what the kernel says about them.
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Current 1-in-N sampling factor.
+    pub sample_every: u32,
+    /// Rate keys tracked.
+    pub tracked: usize,
+    /// Events the detector processed.
+    pub events: u64,
+    /// Kernel samples that were not a parseable request start.
+    pub unparsed: u64,
+    /// Rule names.
+    pub rules: Vec<String>,
+    /// Block entries the daemon's index knows (exact, prefix).
+    pub known_blocks: (usize, usize),
+}
+
+/// One protected interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceStatus {
+    /// Interface name.
+    pub name: String,
+    /// True when the kernel has our program attached to it now.
+    pub attached: bool,
+    /// Times the program was re-attached after the interface came back.
+    pub reattached: u64,
+}
+
+/// Errors talking to the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nobody answers on the socket.
+    #[error("the floodgate daemon is not running (no answer on {path}: {source})")]
+    DaemonDown {
+        /// The socket.
+        path: PathBuf,
+        /// Why the connection failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange failed half way.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The reply is not of this protocol.
+    #[error("control socket {path}: unreadable reply: {message}")]
+    BadReply {
+        /// The socket.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// The daemon refused the request.
+    #[error("the daemon refused the request: {0}")]
+    Refused(#[from] ControlError),
+}
+
+/// The socket the CLI talks to: `--socket`, else `$FLOODGATE_CONTROL_SOCKET`, else the
+/// configuration's `[control] socket` (when readable), else [`DEFAULT_SOCKET`].
+#[must_use]
+pub fn socket_path(flag: Option<&Path>, configured: Option<PathBuf>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+        .or(configured)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// Sends one request and reads the reply; a [`Reply::Error`] becomes [`ClientError::Refused`].
+pub fn request(socket: &Path, request: Request) -> Result<Reply, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::DaemonDown {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    let io = |source| ClientError::Io {
+        path: socket.to_path_buf(),
+        source,
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    let line = RequestLine {
+        version: PROTOCOL_VERSION,
+        request,
+    };
+    let text = serde_json::to_string(&line).map_err(|e| ClientError::BadReply {
+        path: socket.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    writeln!(stream, "{text}").map_err(io)?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).map_err(io)?;
+    match serde_json::from_str::<Reply>(&reply) {
+        Ok(Reply::Error { error }) => Err(ClientError::Refused(error)),
+        Ok(reply) => Ok(reply),
+        Err(e) => Err(ClientError::BadReply {
+            path: socket.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Parses one request line as the daemon does.
+pub fn parse_request(line: &str) -> Result<Request, ControlError> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: Option<u32>,
+    }
+    let version = serde_json::from_str::<Version>(line)
+        .map_err(|e| ControlError::BadRequest {
+            message: e.to_string(),
+        })?
+        .version;
+    match version {
+        Some(PROTOCOL_VERSION) => {}
+        Some(got) => {
+            return Err(ControlError::UnsupportedVersion {
+                got,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        None => {
+            return Err(ControlError::BadRequest {
+                message: format!("no protocol version (this daemon speaks {PROTOCOL_VERSION})"),
+            });
+        }
+    }
+    serde_json::from_str::<RequestLine>(line)
+        .map(|l| l.request)
+        .map_err(|e| ControlError::BadRequest {
+            message: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_bad_ones_get_typed_errors() {
+        for request in [
+            Request::Top { limit: 5 },
+            Request::Why {
+                addr: "2001:2::1".parse().unwrap(),
+            },
+            Request::Status,
+            Request::Refresh {
+                targets: vec!["198.18.0.0/24".parse().unwrap()],
+                all: false,
+            },
+        ] {
+            let line = serde_json::to_string(&RequestLine {
+                version: PROTOCOL_VERSION,
+                request: request.clone(),
+            })
+            .unwrap();
+            assert_eq!(parse_request(&line).unwrap(), request, "{line}");
+        }
+        assert!(matches!(
+            parse_request(r#"{"version":1,"cmd":"reboot"}"#),
+            Err(ControlError::BadRequest { .. })
+        ));
+        assert!(matches!(
+            parse_request(r#"{"version":7,"cmd":"status"}"#),
+            Err(ControlError::UnsupportedVersion { got: 7, .. })
+        ));
+        assert!(matches!(
+            parse_request(r#"{"cmd":"status"}"#),
+            Err(ControlError::BadRequest { .. })
+        ));
+        assert!(matches!(
+            parse_request("\u{0}garbage"),
+            Err(ControlError::BadRequest { .. })
+        ));
+        let reply = Reply::Error {
+            error: ControlError::UnsupportedVersion {
+                got: 7,
+                supported: 1,
+            },
+        };
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
+    }
 }

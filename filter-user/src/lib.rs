@@ -1,29 +1,22 @@
 //! Floodgate userspace: loads and pins the XDP program, edits the pinned block and allow
 //! maps, and runs the detection daemon. The `floodgate` binary is a thin CLI over this library.
 //! Needs Linux ≥ 5.18 and bpffs at the pin root.
+//!
+//! The modules follow the pipeline (DESIGN.md):
+//! `sensor` (evidence in: [`sensor::RequestEvent`]) → `detect` (rules and rates) →
+//! `enforce` (guard and the map writer: [`enforce::Decision`] in, block maps out).
+//! `bpf` loads, pins and opens the kernel side; `daemon` wires the pipeline together;
+//! `cli` is the operator command line; `config` the validated settings; `control` the typed
+//! protocol between the CLI and the running daemon.
 
-pub mod attach;
+pub mod bpf;
 pub mod cli;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod detect;
-pub mod filter;
-pub mod guard;
-pub mod http;
+pub mod enforce;
 pub mod logging;
-pub mod metrics;
-pub mod notify;
-pub mod pins;
-pub mod rate;
+pub mod sensor;
 pub mod target;
-
-/// The embedded eBPF objects built by `build.rs`.
-pub mod ebpf {
-    /// The Floodgate XDP program object.
-    pub static FILTER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filter"));
-    /// The baseline programs used by the benchmarks.
-    pub static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
-}

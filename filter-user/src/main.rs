@@ -10,13 +10,11 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use filter_user::{
-    attach::AttachError,
-    cli::Cli,
+    bpf::{attach::AttachError, maps::MapsError, pins::PinsError},
+    cli::{Unprotected, args::Cli, dispatch},
     clock::DurationError,
-    commands::{DaemonDown, dispatch},
     config::ConfigError,
-    filter::FilterError,
-    pins::PinsError,
+    control::ClientError,
     target::TargetError,
 };
 
@@ -51,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !matches!(cli.command, filter_user::cli::Command::Run(_)) {
+    if !matches!(cli.command, filter_user::cli::args::Command::Run(_)) {
         filter_user::logging::init(log::LevelFilter::Warn);
     }
     match dispatch(cli) {
@@ -63,10 +61,24 @@ fn main() -> ExitCode {
             } else {
                 ""
             };
-            eprintln!("floodgate: {}{hint}", format!("{err:#}").replace('\n', " "));
+            eprintln!("floodgate: {}{hint}", one_line(&err));
             ExitCode::from(code)
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: a cause whose text its parent
+/// already shows is left out.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if parts.last().is_some_and(|last| last.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
@@ -77,18 +89,20 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     {
         return 4;
     }
-    if let Some(e) = err.downcast_ref::<FilterError>()
-        && matches!(e, FilterError::NotLoaded(_))
-    {
+    if matches!(
+        err.downcast_ref::<MapsError>(),
+        Some(MapsError::NotLoaded(_))
+    ) {
         return 3;
     }
-    if let Some(e) = err.downcast_ref::<AttachError>()
-        && matches!(e, AttachError::NotLoaded(_))
-    {
-        return 3;
-    }
-    if err.downcast_ref::<DaemonDown>().is_some() {
+    if matches!(
+        err.downcast_ref::<ClientError>(),
+        Some(ClientError::DaemonDown { .. })
+    ) {
         return 5;
+    }
+    if err.downcast_ref::<Unprotected>().is_some() {
+        return 6;
     }
     if err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<TargetError>().is_some()
@@ -96,6 +110,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         || matches!(
             err.downcast_ref::<PinsError>(),
             Some(PinsError::ForeignLayout { .. })
+        )
+        || matches!(
+            err.downcast_ref::<AttachError>(),
+            Some(AttachError::UnknownInterface { .. } | AttachError::NoNativeXdp { .. })
         )
     {
         return 2;

@@ -6,7 +6,7 @@ use std::{fmt, net::IpAddr, str::FromStr};
 use filter_common::{Addr, V4_MAPPED_PREFIX_LEN, v4_mapped};
 
 /// An address or a prefix, host bits zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
     /// Network address.
     pub ip: IpAddr,

@@ -6,7 +6,7 @@ use filter_common::SAMPLE_PAYLOAD_MAX;
 use filter_user::{
     config,
     detect::Detector,
-    http::{SampleRecord, parse_request},
+    sensor::{http::parse_request, kernel::SampleRecord},
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -22,8 +22,11 @@ fuzz_target!(|data: &[u8]| {
                 &config::parse("[state]\nmax_tracked = 1024\n", "fuzz").expect("config"),
             ));
         }
-        DETECTOR.with(|d| {
-            let _ = d.borrow_mut().observe(&sample);
-        });
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
+        if let Some(event) = sample.event(&mut scratch) {
+            DETECTOR.with(|d| {
+                let _ = d.borrow_mut().observe(&event);
+            });
+        }
     }
 });

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use filter_common::{counter, reason};
-use filter_user::{filter::block_entry, target::Target};
+use filter_user::{bpf::maps::block_entry, target::Target};
 
 use crate::{
     kernel::{LoadedFilter, XDP_DROP, XDP_PASS},
@@ -64,22 +64,26 @@ pub fn populate(f: &mut LoadedFilter) {
     expired.expires_ns = 1;
     for (i, ip) in pool().into_iter().enumerate() {
         match i % 4 {
-            0 => f.filter.block(Target::host(ip), &forever).unwrap(),
-            1 => f.filter.block(Target::host(ip), &expired).unwrap(),
+            0 => {
+                f.writer.write(Target::host(ip), &forever).unwrap();
+            }
+            1 => {
+                f.writer.write(Target::host(ip), &expired).unwrap();
+            }
             _ => {}
         }
         if i % 7 == 0 {
             f.filter.allow(Target::host(ip)).unwrap();
         }
     }
-    f.filter
-        .block("198.18.5.0/29".parse().unwrap(), &forever)
+    f.writer
+        .write("198.18.5.0/29".parse().unwrap(), &forever)
         .unwrap();
-    f.filter
-        .block("2001:2:5::/120".parse().unwrap(), &expired)
+    f.writer
+        .write("2001:2:5::/120".parse().unwrap(), &expired)
         .unwrap();
-    f.filter
-        .block("2001:2:5::/64".parse().unwrap(), &forever)
+    f.writer
+        .write("2001:2:5::/64".parse().unwrap(), &forever)
         .unwrap();
     f.filter.set_ports(&[80]).unwrap();
 }
@@ -271,7 +275,7 @@ pub fn run(f: &mut LoadedFilter, count: u64, seed: u64) -> FuzzReport {
 /// The populated maps, read once (entries are either permanent or long expired, so the
 /// snapshot stays true during a run), with the program's decision rule.
 struct Model {
-    blocks: Vec<filter_user::filter::BlockView>,
+    blocks: Vec<filter_user::bpf::maps::BlockView>,
     allowed: Vec<Target>,
 }
 

@@ -3,7 +3,7 @@
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
 use filter_common::counter;
-use filter_user::filter::Filter;
+use filter_user::{bpf::maps::Maps, enforce::writer::MapWriter};
 
 use crate::TempPins;
 
@@ -14,8 +14,10 @@ pub const XDP_PASS: u32 = 2;
 
 /// The program and its maps, loaded and pinned under a temporary root (no interface).
 pub struct LoadedFilter {
-    /// Map operations (the same code the CLI uses).
-    pub filter: Filter,
+    /// Map reads (the same code the CLI uses).
+    pub filter: Maps,
+    /// Block map writes (the same writer the CLI and the daemon use).
+    pub writer: MapWriter,
     /// The program.
     pub program: Xdp,
     /// Keeps the pins alive; removes them on drop.
@@ -29,14 +31,16 @@ impl LoadedFilter {
         let pins = TempPins::new();
         {
             let _lock = pins.pins.lock().expect("lock pins");
-            filter_user::attach::ensure_loaded(&pins.pins)
+            filter_user::bpf::attach::ensure_loaded(&pins.pins)
                 .expect("load the XDP program (verifier)");
         }
         let program = Xdp::from_pin(pins.pins.program(), XdpAttachType::Interface)
             .expect("open pinned program");
-        let filter = Filter::open(&pins.pins).expect("open pinned maps");
+        let filter = Maps::open(&pins.pins).expect("open pinned maps");
+        let writer = MapWriter::open(&pins.pins).expect("open block maps");
         Self {
             filter,
+            writer,
             program,
             pins,
         }

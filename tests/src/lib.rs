@@ -51,7 +51,7 @@ pub fn unique(prefix: &str) -> String {
 /// A pin root of its own under /sys/fs/bpf, detached and removed on drop.
 pub struct TempPins {
     /// The pins.
-    pub pins: filter_user::pins::Pins,
+    pub pins: filter_user::bpf::pins::Pins,
 }
 
 impl TempPins {
@@ -61,7 +61,7 @@ impl TempPins {
         require_root();
         let root = PathBuf::from("/sys/fs/bpf").join(unique("fgtest-"));
         Self {
-            pins: filter_user::pins::Pins::new(root),
+            pins: filter_user::bpf::pins::Pins::new(root),
         }
     }
 
@@ -69,6 +69,18 @@ impl TempPins {
     #[must_use]
     pub fn root(&self) -> PathBuf {
         self.pins.root().to_path_buf()
+    }
+
+    /// The control socket of the daemon that runs on these pins: what the default socket is
+    /// on a host with one daemon (the CLI commands of [`floodgate`] talk to it).
+    #[must_use]
+    pub fn control_socket(&self) -> PathBuf {
+        let name = self
+            .pins
+            .root()
+            .file_name()
+            .map_or_else(|| "fgtest".to_owned(), |n| n.to_string_lossy().into_owned());
+        std::env::temp_dir().join(format!("{name}.sock"))
     }
 }
 
@@ -80,8 +92,9 @@ impl Default for TempPins {
 
 impl Drop for TempPins {
     fn drop(&mut self) {
-        let _ = filter_user::attach::detach_all(&self.pins);
+        let _ = filter_user::bpf::attach::detach_all(&self.pins);
         let _ = std::fs::remove_dir_all(self.pins.root());
+        let _ = std::fs::remove_file(self.control_socket());
     }
 }
 
@@ -106,6 +119,7 @@ pub fn floodgate(pins: &TempPins, args: &[&str]) -> Output {
     Command::new(floodgate_bin())
         .args(args)
         .env("FLOODGATE_PIN_ROOT", pins.root())
+        .env("FLOODGATE_CONTROL_SOCKET", pins.control_socket())
         .output()
         .expect("run floodgate")
 }

@@ -244,7 +244,7 @@ impl Testbed {
         std::fs::create_dir_all(&dir).expect("daemon dir");
         let config_path = dir.join("floodgate.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let socket = dir.join("control.sock");
+        let socket = pins.control_socket();
         let mut process = ChildGuard::spawn(
             &unique("floodgate"),
             self.server

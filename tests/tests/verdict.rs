@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use filter_common::{config, counter, reason};
-use filter_user::{filter::block_entry, target::Target};
+use filter_user::{bpf::maps::block_entry, target::Target};
 use floodgate_tests::{
     kernel::{LoadedFilter, XDP_DROP, XDP_PASS},
     packet::*,
@@ -409,22 +409,23 @@ fn setup() -> LoadedFilter {
     let forever = block_entry(None, reason::MANUAL, "verdict-test");
     let mut expired = block_entry(None, reason::MANUAL, "expired");
     expired.expires_ns = 1;
-    let fl = &mut f.filter;
+    let fl = &mut f.writer;
     for ip in [
         BLOCKED4.into(),
         BLOCKED6.into(),
         ALLOWED4.into(),
         ALLOWED6.into(),
     ] {
-        fl.block(Target::host(ip), &forever).unwrap();
+        fl.write(Target::host(ip), &forever).unwrap();
     }
     for ip in [EXPIRED4.into(), EXPIRED6.into(), IN_PREFIX4.into()] {
-        fl.block(Target::host(ip), &expired).unwrap();
+        fl.write(Target::host(ip), &expired).unwrap();
     }
-    fl.block("198.18.5.0/24".parse().unwrap(), &forever)
+    fl.write("198.18.5.0/24".parse().unwrap(), &forever)
         .unwrap();
-    fl.block("2001:2:5::/64".parse().unwrap(), &forever)
+    fl.write("2001:2:5::/64".parse().unwrap(), &forever)
         .unwrap();
+    let fl = &mut f.filter;
     fl.allow(Target::host(ALLOWED4.into())).unwrap();
     fl.allow(Target::host(ALLOWED6.into())).unwrap();
     fl.set_ports(&[80, 8080]).unwrap();

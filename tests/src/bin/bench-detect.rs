@@ -19,7 +19,10 @@ use aya::{
 };
 use filter_common::SAMPLE_PAYLOAD_MAX;
 use filter_user::{
-    config, detect::Detector, http::SampleRecord, metrics::resident_bytes, rate::RateTable,
+    config,
+    daemon::metrics::resident_bytes,
+    detect::{Detector, rate::RateTable},
+    sensor::kernel::SampleRecord,
 };
 use floodgate_tests::{
     TempPins,
@@ -40,8 +43,6 @@ fn sample(src: IpAddr, t_ns: u64, path: &str) -> SampleRecord {
     SampleRecord {
         ktime_ns: t_ns,
         src,
-        sport: 40000,
-        dport: 80,
         weight: 1,
         captured_len: n,
         payload,
@@ -90,9 +91,12 @@ fn ingest() -> (f64, serde_json::Value) {
     let mut decisions = 0;
     for _ in 0..5 {
         let mut d = Detector::new(&settings);
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
         let t = Instant::now();
         for s in &samples {
-            decisions += d.observe(s).len();
+            if let Some(event) = s.event(&mut scratch) {
+                decisions += d.observe(&event).len();
+            }
         }
         rates.push(samples.len() as f64 / t.elapsed().as_secs_f64());
     }
@@ -108,9 +112,14 @@ fn memory() -> (f64, f64, usize) {
     let before = resident_bytes();
     let mut d = Detector::new(&settings);
     for i in 0..1_000_000u32 {
-        d.observe(&sample(source(i), 1_000_000_000 + u64::from(i) * 100, "/"));
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
+        if let Some(event) =
+            sample(source(i), 1_000_000_000 + u64::from(i) * 100, "/").event(&mut scratch)
+        {
+            d.observe(&event);
+        }
     }
-    let tracked = d.table().len();
+    let tracked = d.tracked();
     let total = resident_bytes().saturating_sub(before) as f64;
     (total / tracked as f64, total, tracked)
 }
@@ -188,7 +197,7 @@ fn kernel_costs() -> serde_json::Value {
         b"\x16\x03\x01 tls",
     );
     let mut baseline = EbpfLoader::new()
-        .load(filter_user::ebpf::BASELINE)
+        .load(filter_user::bpf::ebpf::BASELINE)
         .expect("baseline");
     for name in ["baseline_empty", "baseline_count_per_source"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();

@@ -23,10 +23,7 @@ use aya::{
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use filter_common::{Addr, reason};
-use filter_user::{
-    filter::{Filter, block_entry},
-    target::Target,
-};
+use filter_user::{bpf::maps::block_entry, target::Target};
 use floodgate_tests::{
     TempPins,
     bench::{median, write_results},
@@ -139,7 +136,7 @@ fn main() {
 
     eprintln!("loading programs and filling maps with {MAP_ENTRIES} entries…");
     let mut baseline: Ebpf = EbpfLoader::new()
-        .load(filter_user::ebpf::BASELINE)
+        .load(filter_user::bpf::ebpf::BASELINE)
         .expect("baseline object");
     for name in ["bench_generator", "baseline_drop_all", "baseline_hash_drop"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();
@@ -154,9 +151,10 @@ fn main() {
     let pins = TempPins::new();
     {
         let _lock = pins.pins.lock().unwrap();
-        filter_user::attach::ensure_loaded(&pins.pins).unwrap();
+        filter_user::bpf::attach::ensure_loaded(&pins.pins).unwrap();
     }
-    let mut filter = Filter::open(&pins.pins).unwrap();
+    let mut filter = filter_user::enforce::writer::MapWriter::open(&pins.pins).unwrap();
+    let mut maps = filter_user::bpf::maps::Maps::open(&pins.pins).unwrap();
     let entry = block_entry(None, reason::RULE, "bench");
     {
         let mut base_map: HashMap<_, Addr, u64> =
@@ -170,22 +168,21 @@ fn main() {
                     .into()
             };
             let t = Target::host(ip);
-            filter.block(t, &entry).unwrap();
+            filter.write(t, &entry).unwrap();
             base_map.insert(&t.key(), &1, 0).unwrap();
         }
     }
     for n in 0..1000u32 {
         filter
-            .block(
+            .write(
                 Target::covering(Ipv4Addr::from(0x0a00_0000 | (n << 8)).into(), 24),
                 &entry,
             )
             .unwrap();
-        filter
-            .allow(Target::host(Ipv4Addr::from(0x0b00_0000 | n).into()))
+        maps.allow(Target::host(Ipv4Addr::from(0x0b00_0000 | n).into()))
             .unwrap();
     }
-    filter.set_ports(&[80, 8080]).unwrap();
+    maps.set_ports(&[80, 8080]).unwrap();
 
     let methods = [
         "none",
@@ -272,7 +269,7 @@ fn main() {
                         XdpMode::Skb
                     };
                     in_ns(&tb.server, || {
-                        filter_user::attach::attach(&pins.pins, &tb.server_if, mode).unwrap()
+                        filter_user::bpf::attach::attach(&pins.pins, &tb.server_if, mode).unwrap()
                     });
                 }
                 "minimal-xdp" | "drop-all" => {
@@ -293,12 +290,12 @@ fn main() {
                 .unwrap()
                 .try_into()
                 .unwrap();
-            let before = filter.counters().unwrap();
+            let before = maps.counters().unwrap();
             let mut runs: Vec<f64> = (0..RUNS)
                 .map(|_| generate(&tb, generator, &frame) / 1e6)
                 .collect();
             if method == "floodgate" {
-                let after = filter.counters().unwrap();
+                let after = maps.counters().unwrap();
                 let dropped = after[filter_common::counter::DROPPED_EXACT as usize]
                     - before[filter_common::counter::DROPPED_EXACT as usize];
                 assert!(
@@ -319,7 +316,7 @@ fn main() {
                     sh_in(&tb.server, &["nft", "delete", "table", "netdev", "fgbench"])
                 }
                 "floodgate-generic" | "floodgate" => {
-                    filter_user::attach::detach_interface(&pins.pins, &tb.server_if).unwrap()
+                    filter_user::bpf::attach::detach_interface(&pins.pins, &tb.server_if).unwrap()
                 }
                 _ => {}
             }

@@ -12,7 +12,7 @@ use aya::{
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use filter_common::{Addr, reason};
-use filter_user::{filter::block_entry, target::Target};
+use filter_user::{bpf::maps::block_entry, target::Target};
 use floodgate_tests::{
     bench::{median, write_results},
     kernel::{LoadedFilter, XDP_DROP, XDP_PASS},
@@ -62,7 +62,7 @@ fn main() {
             v6(n).into()
         };
         let t = Target::host(ip);
-        f.filter.block(t, &entry).expect("fill exact");
+        f.writer.write(t, &entry).expect("fill exact");
         keys.push(t.key());
     }
     for n in 0..PREFIXES {
@@ -74,11 +74,11 @@ fn main() {
                 64,
             )
         };
-        f.filter.block(t, &entry).expect("fill prefixes");
+        f.writer.write(t, &entry).expect("fill prefixes");
     }
 
     let mut baseline = EbpfLoader::new()
-        .load(filter_user::ebpf::BASELINE)
+        .load(filter_user::bpf::ebpf::BASELINE)
         .expect("load baseline object");
     {
         let mut base_map: HashMap<_, Addr, u64> =

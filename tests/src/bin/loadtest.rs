@@ -12,7 +12,7 @@ use std::{
 };
 
 use filter_common::counter;
-use filter_user::{clock::monotonic_ns, filter::Filter};
+use filter_user::{bpf::maps::Maps, clock::monotonic_ns};
 use floodgate_tests::{
     TempPins,
     bench::{percentile, write_results},
@@ -37,7 +37,7 @@ fn main() {
     let pins = TempPins::new();
     let _daemon = tb.start_daemon(&pins, &test_config("[aggregation]\nmin_addresses = 0\n"));
     let shim = Testbed::build_shim();
-    let filter = Filter::open(&pins.pins).expect("open maps");
+    let filter = Maps::open(&pins.pins).expect("open maps");
     let probes: Mutex<Vec<Probe>> = Mutex::new(Vec::new());
     let start = Instant::now();
     let start_ns = monotonic_ns();

@@ -17,7 +17,7 @@ pub const DEFAULT_PATH: &str = "/etc/floodgate/floodgate.toml";
 
 /// The embedded default configuration (also the documented example, packaged as
 /// /usr/share/doc/floodgate/floodgate.toml.example).
-pub const DEFAULT_TOML: &str = include_str!("../default-config.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../default-config.toml");
 
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,9 @@ impl Default for GuardConfig {
 pub struct FilterConfig {
     /// Interfaces to protect (`--iface` overrides).
     pub interfaces: Vec<String>,
+    /// Start even when a listed interface does not exist yet, and attach when it appears
+    /// (false: such a start fails).
+    pub wait_for_interfaces: bool,
     /// "driver" (native XDP) or "skb" (generic).
     pub attach_mode: String,
     /// Count matches as would-drop instead of dropping.
@@ -263,6 +266,7 @@ impl Default for FilterConfig {
     fn default() -> Self {
         Self {
             interfaces: Vec::new(),
+            wait_for_interfaces: false,
             attach_mode: "driver".into(),
             monitor: false,
             ports: vec![80, 8080],
@@ -308,7 +312,7 @@ impl Default for LogConfig {
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
-            socket: PathBuf::from("/run/floodgate/control.sock"),
+            socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
         }
     }
 }
@@ -404,6 +408,8 @@ pub struct Rule {
 pub struct Settings {
     /// Interfaces.
     pub interfaces: Vec<String>,
+    /// Wait for missing interfaces instead of failing the start.
+    pub wait_for_interfaces: bool,
     /// SKB mode.
     pub skb: bool,
     /// Monitor mode.
@@ -669,6 +675,7 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
     }
     Ok(Settings {
         interfaces: c.filter.interfaces.clone(),
+        wait_for_interfaces: c.filter.wait_for_interfaces,
         skb,
         monitor: c.filter.monitor,
         ports: c.filter.ports.clone(),

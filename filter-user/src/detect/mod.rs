@@ -1,4 +1,4 @@
-//! Detection: every verified sample is matched against the rules, counted into the bounded
+//! Detection: every request event is matched against the rules, counted into the bounded
 //! rate state, and turned into a decision when its key crosses a threshold. Escalation for
 //! repeat offenders and prefix aggregation also live here; writing to the maps does not.
 
@@ -9,14 +9,15 @@ use std::{
     time::Duration,
 };
 
-use filter_common::SAMPLE_PAYLOAD_MAX;
+pub mod rate;
 
 use crate::{
     config::{Rule, RuleKey, Settings},
-    http::{SampleRecord, parse_request},
-    rate::{RateKey, RateTable},
+    enforce::{Decision, Origin},
+    sensor::RequestEvent,
     target::{Target, ip_key},
 };
+use rate::{RateKey, RateTable};
 
 /// Talkers kept for `floodgate top`.
 const TOP_CAPACITY: usize = 256;
@@ -27,39 +28,11 @@ const RECENT_CAP: usize = 1 << 16;
 /// Share of a rule's threshold from which a source counts as a talker for `top`.
 const TOP_MIN_SHARE: f64 = 0.1;
 
-/// A decision to block (or, for monitor rules, to report) a target.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Decision {
-    /// What to block.
-    pub target: Target,
-    /// Rule name (or "aggregate").
-    pub rule: String,
-    /// Observed rate (requests/s) when decided.
-    pub rate: f64,
-    /// The rule's threshold.
-    pub threshold: f64,
-    /// Block duration, after escalation.
-    #[serde(serialize_with = "secs")]
-    pub ttl: Duration,
-    /// False for monitor-only rules.
-    pub block: bool,
-    /// Kernel timestamp of the sample that crossed the threshold.
-    pub crossed_ns: u64,
-    /// Repeat-offence number (1 = first).
-    pub offence: u32,
-    /// True for a prefix aggregated from several blocked addresses.
-    pub aggregate: bool,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_secs())
-}
-
 /// One heavy talker for `top`.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Talker {
     /// Source address.
-    pub addr: Option<IpAddr>,
+    pub addr: IpAddr,
     /// Requests/s (smoothed over the last seconds).
     pub rate: f64,
     /// Requests counted since the last tick.
@@ -74,10 +47,8 @@ pub struct Talker {
 /// Counters the daemon exports.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DetectStats {
-    /// Samples processed.
-    pub samples: u64,
-    /// Samples whose payload was not a parseable request start.
-    pub unparsed: u64,
+    /// Events processed.
+    pub events: u64,
 }
 
 /// The detector.
@@ -123,10 +94,10 @@ impl Detector {
         self.settings = settings.clone();
     }
 
-    /// The rate table (for memory reporting).
+    /// Rate keys tracked now.
     #[must_use]
-    pub fn table(&self) -> &RateTable {
-        &self.table
+    pub fn tracked(&self) -> usize {
+        self.table.len()
     }
 
     /// Processing counters.
@@ -135,35 +106,30 @@ impl Detector {
         self.stats
     }
 
-    /// Counts one verified sample; returns the decisions it triggers.
-    pub fn observe(&mut self, sample: &SampleRecord) -> Vec<Decision> {
-        self.stats.samples += 1;
-        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
-        let Some(request) = parse_request(sample.payload(), &mut scratch) else {
-            self.stats.unparsed += 1;
-            return Vec::new();
-        };
+    /// Counts one request event; returns the decisions it triggers.
+    pub fn observe(&mut self, event: &RequestEvent<'_>) -> Vec<Decision> {
+        self.stats.events += 1;
         let mut decisions = Vec::new();
         let mut heaviest = 0.0f64;
         let rules = std::mem::take(&mut self.rules);
         for (index, rule) in rules.iter().enumerate() {
-            if !matches(rule, &request) {
+            if !matches(rule, event) {
                 continue;
             }
             let (target, sub) = match rule.key {
-                RuleKey::Source => (Target::host(sample.src), 0),
+                RuleKey::Source => (Target::host(event.src), 0),
                 RuleKey::Prefix => {
-                    let len = if sample.src.is_ipv4() {
+                    let len = if event.src.is_ipv4() {
                         rule.prefix_v4
                     } else {
                         rule.prefix_v6
                     };
-                    (Target::covering(sample.src, len), 0)
+                    (Target::covering(event.src, len), 0)
                 }
-                RuleKey::SourcePath => (Target::host(sample.src), self.sub_hash(request.path)),
+                RuleKey::SourcePath => (Target::host(event.src), self.sub_hash(event.path)),
                 RuleKey::SourceHost => (
-                    Target::host(sample.src),
-                    self.sub_hash(&request.host.unwrap_or("").to_ascii_lowercase()),
+                    Target::host(event.src),
+                    self.sub_hash(&event.host.unwrap_or("").to_ascii_lowercase()),
                 ),
             };
             let key = RateKey {
@@ -174,7 +140,7 @@ impl Detector {
             let window_ns = rule.window.as_nanos() as u64;
             let estimate = self
                 .table
-                .observe(&key, sample.ktime_ns, window_ns, sample.weight);
+                .observe(&key, event.time_ns, window_ns, event.weight);
             heaviest = heaviest.max(estimate.rate / rule.threshold_rps);
             if estimate.rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples
             {
@@ -183,15 +149,13 @@ impl Detector {
             if self
                 .decided
                 .get(&target)
-                .is_some_and(|until| *until > sample.ktime_ns)
+                .is_some_and(|until| *until > event.time_ns)
             {
                 continue;
             }
-            let (offence, ttl) = self.escalate(target.ip, rule.ttl, sample.ktime_ns, rule.block);
-            self.decided.insert(
-                target,
-                sample.ktime_ns.saturating_add(ttl.as_nanos() as u64),
-            );
+            let (offence, ttl) = self.escalate(target.ip, rule.ttl, event.time_ns, rule.block);
+            self.decided
+                .insert(target, event.time_ns.saturating_add(ttl.as_nanos() as u64));
             decisions.push(Decision {
                 target,
                 rule: rule.name.clone(),
@@ -199,23 +163,23 @@ impl Detector {
                 threshold: rule.threshold_rps,
                 ttl,
                 block: rule.block,
-                crossed_ns: sample.ktime_ns,
+                crossed_ns: event.time_ns,
                 offence,
-                aggregate: false,
+                origin: Origin::Rule,
             });
         }
         self.rules = rules;
         // Only heavy talkers (≥ 10 % of a threshold) are tracked for `top`: light clients cost
         // nothing here, and a flood of distinct sources cannot churn the table.
         if heaviest >= TOP_MIN_SHARE {
-            self.note_talker(sample, request.path);
+            self.note_talker(event);
         }
         // Clients under every threshold and never decided count as legitimate for the guard.
-        if heaviest <= 1.0 && !self.decided.contains_key(&Target::host(sample.src)) {
-            if let Some(seen) = self.recent.get_mut(&sample.src) {
-                *seen = sample.ktime_ns;
+        if heaviest <= 1.0 && !self.decided.contains_key(&Target::host(event.src)) {
+            if let Some(seen) = self.recent.get_mut(&event.src) {
+                *seen = event.time_ns;
             } else if self.recent.len() < RECENT_CAP {
-                self.recent.insert(sample.src, sample.ktime_ns);
+                self.recent.insert(event.src, event.time_ns);
             }
         }
         for d in &decisions {
@@ -298,12 +262,13 @@ impl Detector {
             block: true,
             crossed_ns: now,
             offence: 1,
-            aggregate: true,
+            origin: Origin::Aggregate,
         })
     }
 
-    fn note_talker(&mut self, sample: &SampleRecord, path: &str) {
-        if !self.top.contains_key(&sample.src) && self.top.len() >= TOP_CAPACITY {
+    fn note_talker(&mut self, event: &RequestEvent<'_>) {
+        let path = event.path;
+        if !self.top.contains_key(&event.src) && self.top.len() >= TOP_CAPACITY {
             // Space-saving: replace the quietest talker.
             let quietest = self
                 .top
@@ -314,11 +279,14 @@ impl Detector {
                 self.top.remove(&ip);
             }
         }
-        let talker = self.top.entry(sample.src).or_insert_with(|| Talker {
-            addr: Some(sample.src),
-            ..Talker::default()
+        let talker = self.top.entry(event.src).or_insert_with(|| Talker {
+            addr: event.src,
+            rate: 0.0,
+            pending: 0.0,
+            samples: 0,
+            paths: Vec::new(),
         });
-        talker.pending += f64::from(sample.weight);
+        talker.pending += f64::from(event.weight);
         talker.samples += 1;
         // At most 64 bytes of the path, cut on a character boundary (attacker bytes).
         let mut end = path.len().min(64);
@@ -327,13 +295,13 @@ impl Detector {
         }
         let path = &path[..end];
         if let Some(slot) = talker.paths.iter_mut().find(|(p, _)| p == path) {
-            slot.1 += u64::from(sample.weight);
+            slot.1 += u64::from(event.weight);
         } else if talker.paths.len() < TOP_PATHS {
             talker
                 .paths
-                .push((path.to_owned(), u64::from(sample.weight)));
+                .push((path.to_owned(), u64::from(event.weight)));
         } else if let Some(min) = talker.paths.iter_mut().min_by_key(|(_, c)| *c) {
-            *min = (path.to_owned(), min.1 + u64::from(sample.weight));
+            *min = (path.to_owned(), min.1 + u64::from(event.weight));
         }
     }
 
@@ -419,7 +387,7 @@ impl Detector {
     }
 }
 
-fn matches(rule: &Rule, request: &crate::http::RequestStart<'_>) -> bool {
+fn matches(rule: &Rule, request: &RequestEvent<'_>) -> bool {
     rule.method.as_deref().is_none_or(|m| m == request.method)
         && rule
             .path_prefix
@@ -438,21 +406,31 @@ fn matches(rule: &Rule, request: &crate::http::RequestStart<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::config;
+    use filter_common::SAMPLE_PAYLOAD_MAX;
 
-    fn sample(src: &str, t_ns: u64, weight: u32, payload: &[u8]) -> SampleRecord {
-        let mut p = [0u8; SAMPLE_PAYLOAD_MAX];
-        p[..payload.len()].copy_from_slice(payload);
-        SampleRecord {
-            ktime_ns: t_ns,
+    use super::*;
+    use crate::{config, sensor::http::parse_request};
+
+    /// Feeds one kernel-style event carrying `payload` to the detector.
+    fn observe(
+        d: &mut Detector,
+        src: &str,
+        t_ns: u64,
+        weight: u32,
+        payload: &[u8],
+    ) -> Vec<Decision> {
+        let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
+        let request = parse_request(payload, &mut scratch).expect("a request start");
+        d.observe(&RequestEvent {
             src: src.parse().unwrap(),
-            sport: 40000,
-            dport: 80,
+            time_ns: t_ns,
             weight,
-            captured_len: payload.len(),
-            payload: p,
-        }
+            method: request.method,
+            path: request.path,
+            host: request.host,
+            user_agent: request.user_agent,
+            sensor: crate::sensor::Sensor::Kernel,
+        })
     }
 
     const GET: &[u8] = b"GET /api/items HTTP/1.1\r\nHost: shop\r\nUser-Agent: bot/1\r\n\r\n";
@@ -465,9 +443,9 @@ mod tests {
         // Flooder: 1,000 req/s for 2 s. Slow client: 5 req/s.
         for i in 0..2000u64 {
             let t = 1_000_000_000 + i * 1_000_000;
-            decisions.extend(d.observe(&sample("198.18.1.1", t, 1, GET)));
+            decisions.extend(observe(&mut d, "198.18.1.1", t, 1, GET));
             if i % 200 == 0 {
-                decisions.extend(d.observe(&sample("198.18.1.2", t, 1, GET)));
+                decisions.extend(observe(&mut d, "198.18.1.2", t, 1, GET));
             }
         }
         assert_eq!(decisions.len(), 1, "{decisions:?}");
@@ -475,7 +453,7 @@ mod tests {
         assert_eq!(decisions[0].rule, "per-source-flood");
         assert!(decisions[0].rate > 100.0);
         assert_eq!(decisions[0].ttl, Duration::from_secs(600));
-        assert_eq!(d.top(1)[0].addr, Some("198.18.1.1".parse().unwrap()));
+        assert_eq!(d.top(1)[0].addr, "198.18.1.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -483,10 +461,7 @@ mod tests {
         let settings = config::parse("", "t").unwrap();
         let mut d = Detector::new(&settings);
         // One sample standing for 10,000 requests: rate looks huge, but one sample is no proof.
-        assert!(
-            d.observe(&sample("198.18.1.3", 1_000_000_000, 10_000, GET))
-                .is_empty()
-        );
+        assert!(observe(&mut d, "198.18.1.3", 1_000_000_000, 10_000, GET).is_empty());
     }
 
     #[test]
@@ -499,12 +474,13 @@ mod tests {
         for (round, base) in [(0u64, 1_000_000_000u64), (1, 700_000_000_000)] {
             for host in 1..=3 {
                 for i in 0..300u64 {
-                    all.extend(d.observe(&sample(
+                    all.extend(observe(
+                        &mut d,
                         &format!("198.18.7.{host}"),
                         base + i * 1_000_000,
                         1,
                         GET,
-                    )));
+                    ));
                 }
             }
             let _ = round;
@@ -519,7 +495,7 @@ mod tests {
         assert_eq!(first[1].ttl, Duration::from_secs(1800));
         assert!(
             all.iter()
-                .any(|x| x.aggregate && x.target.to_string() == "198.18.7.0/24")
+                .any(|x| x.origin == Origin::Aggregate && x.target.to_string() == "198.18.7.0/24")
         );
     }
 
@@ -530,12 +506,13 @@ mod tests {
         // 'ʮ' spans bytes 63..65 of the path: found by the fuzzer as a daemon crash.
         let request = format!("GET /{}ʮ HTTP/1.1\r\n\r\n", "a".repeat(62));
         for i in 0..200u64 {
-            let _ = d.observe(&sample(
+            let _ = observe(
+                &mut d,
                 "198.18.1.9",
                 1_000_000_000 + i * 1_000_000,
                 1,
                 request.as_bytes(),
-            ));
+            );
         }
         assert!(d.top(1)[0].paths[0].0.len() <= 64);
     }
@@ -551,9 +528,22 @@ mod tests {
             &mut scratch,
         )
         .unwrap();
-        assert!(matches(rule, &r));
+        assert!(matches(rule, &event(&r)));
         let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];
         let r = parse_request(b"GET /login HTTP/1.1\r\nHost: shop\r\n\r\n", &mut scratch).unwrap();
-        assert!(!matches(rule, &r));
+        assert!(!matches(rule, &event(&r)));
+    }
+
+    fn event<'a>(r: &crate::sensor::http::RequestStart<'a>) -> RequestEvent<'a> {
+        RequestEvent {
+            src: "198.18.0.1".parse().unwrap(),
+            time_ns: 1,
+            weight: 1,
+            method: r.method,
+            path: r.path,
+            host: r.host,
+            user_agent: r.user_agent,
+            sensor: crate::sensor::Sensor::Kernel,
+        }
     }
 }

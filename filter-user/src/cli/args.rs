@@ -14,7 +14,8 @@ pub const EXIT_CODES: &str = "EXIT STATUS:
   2  bad input: malformed address, prefix, TTL, option or configuration
   3  nothing loaded: no Floodgate program pinned (start `floodgate run` first)
   4  permission denied: run as root or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON
-  5  the daemon is not running (for commands that need its live state)";
+  5  the daemon is not running (for commands that need its live state)
+  6  `status`: a protected interface is not protected now (the XDP program is not attached)";
 
 /// Floodgate: drops HTTP floods at XDP, before the kernel stack spends anything on them.
 ///
@@ -26,6 +27,12 @@ pub struct Cli {
     /// Root of the pinned state (bpffs).
     #[arg(long, global = true, env = "FLOODGATE_PIN_ROOT", default_value = filter_common::DEFAULT_PIN_ROOT)]
     pub pin_root: PathBuf,
+
+    /// Control socket of the running daemon, for `top`, `why` and `block` (default:
+    /// $FLOODGATE_CONTROL_SOCKET, else `[control] socket` of /etc/floodgate/floodgate.toml,
+    /// else /run/floodgate/control.sock).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]

@@ -27,8 +27,16 @@ pub const TRACKED_BYTES_PER_KEY: &str = "floodgate_tracked_bytes_per_client";
 pub const MEMORY: &str = "floodgate_daemon_resident_bytes";
 /// Expired entries removed by the sweep.
 pub const EXPIRED: &str = "floodgate_expired_blocks_total";
-/// Samples processed by the detector.
-pub const DETECTOR_SAMPLES: &str = "floodgate_detector_samples_total";
+/// Request events processed by the detector (label `sensor`).
+pub const DETECTOR_EVENTS: &str = "floodgate_detector_events_total";
+/// Kernel samples dropped by the daemon (label `why`: malformed, unparsed).
+pub const SAMPLES_DROPPED: &str = "floodgate_samples_dropped_total";
+/// 1 when the program is attached to the protected interface now, else 0 (label `interface`).
+pub const INTERFACE_ATTACHED: &str = "floodgate_interface_attached";
+/// Re-attachments after a protected interface came back (label `interface`).
+pub const REATTACHED: &str = "floodgate_interface_reattached_total";
+/// Control connections refused (label `why`: busy, bad_request).
+pub const CONTROL_REFUSED: &str = "floodgate_control_refused_total";
 /// Decisions refused by the collateral guard (label `reason`).
 pub const REFUSED: &str = "floodgate_decisions_refused_total";
 /// Daemon-made entries evicted because the exact block map was full.
@@ -70,9 +78,38 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
     describe_gauge!(MEMORY, Unit::Bytes, "Resident memory of the daemon");
     describe_counter!(EXPIRED, Unit::Count, "Expired block entries removed");
     describe_counter!(
-        DETECTOR_SAMPLES,
+        DETECTOR_EVENTS,
         Unit::Count,
-        "Samples processed by the detector"
+        "Request events processed by the detector, by sensor"
+    );
+    describe_counter!(
+        SAMPLES_DROPPED,
+        Unit::Count,
+        "Kernel samples the daemon dropped: malformed records, payloads that are no request start"
+    );
+    describe_counter!(
+        REFUSED,
+        Unit::Count,
+        "Decisions refused by the guard, by reason"
+    );
+    describe_counter!(
+        EVICTIONS,
+        Unit::Count,
+        "Daemon-made entries evicted because the exact block map was full"
+    );
+    describe_gauge!(
+        INTERFACE_ATTACHED,
+        "1 when the program is attached to the protected interface now"
+    );
+    describe_counter!(
+        REATTACHED,
+        Unit::Count,
+        "Re-attachments after a protected interface came back"
+    );
+    describe_counter!(
+        CONTROL_REFUSED,
+        Unit::Count,
+        "Control connections refused (too many at once, unreadable request)"
     );
     describe_counter!(
         WRITE_FAILURES,
@@ -93,5 +130,11 @@ pub fn resident_bytes() -> u64 {
                 .and_then(|p| p.parse::<u64>().ok())
         })
         .unwrap_or(0);
-    pages * 4096
+    pages * page_size()
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
 }

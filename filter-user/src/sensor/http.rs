@@ -1,63 +1,7 @@
-//! Decoding ring-buffer samples and parsing the HTTP request start they carry (request line,
-//! Host, User-Agent) with `httparse`. A sample may be cut mid-header: what is complete is used.
+//! Parsing the HTTP/1.x request start a kernel sample carries (request line, Host,
+//! User-Agent) with `httparse`. A sample may be cut mid-header: what is complete is used.
 
-use std::net::IpAddr;
-
-use filter_common::{SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample};
-
-use crate::target::canonical;
-
-/// A decoded sample.
-#[derive(Clone, Copy, Debug)]
-pub struct SampleRecord {
-    /// Kernel timestamp (`CLOCK_MONOTONIC` ns).
-    pub ktime_ns: u64,
-    /// Client address.
-    pub src: IpAddr,
-    /// Client port.
-    pub sport: u16,
-    /// Server port.
-    pub dport: u16,
-    /// Request starts this sample stands for (the 1-in-N factor).
-    pub weight: u32,
-    /// Valid payload bytes.
-    pub captured_len: usize,
-    /// Payload prefix.
-    pub payload: [u8; SAMPLE_PAYLOAD_MAX],
-}
-
-impl SampleRecord {
-    /// Decodes raw ring-buffer bytes; `None` when too short to be a sample.
-    #[must_use]
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() < size_of::<Sample>() {
-            return None;
-        }
-        // SAFETY: the length was checked; `Sample` is a plain repr(C) struct valid for every bit
-        // pattern, read unaligned from the ring-buffer bytes.
-        let raw: Sample = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        let src = if raw.flags & SAMPLE_FLAG_V6 != 0 {
-            IpAddr::from(raw.saddr)
-        } else {
-            canonical(IpAddr::from(raw.saddr))
-        };
-        Some(Self {
-            ktime_ns: raw.ktime_ns,
-            src,
-            sport: raw.sport,
-            dport: raw.dport,
-            weight: raw.sample_every.max(1),
-            captured_len: usize::from(raw.captured_len).min(SAMPLE_PAYLOAD_MAX),
-            payload: raw.payload,
-        })
-    }
-
-    /// The captured payload.
-    #[must_use]
-    pub fn payload(&self) -> &[u8] {
-        &self.payload[..self.captured_len]
-    }
-}
+use filter_common::SAMPLE_PAYLOAD_MAX;
 
 /// The parts of a request start the rules look at, borrowed from a scratch buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,18 +133,5 @@ mod tests {
         }
         assert!(parse(b"GET /x").is_none());
         assert!(parse(&[b'A'; 256]).is_none());
-    }
-
-    #[test]
-    fn decode_rejects_short_records() {
-        assert!(SampleRecord::decode(&[0u8; 10]).is_none());
-        let mut raw = vec![0u8; size_of::<Sample>()];
-        raw[8 + 10] = 0xff;
-        raw[8 + 11] = 0xff;
-        raw[8 + 12..8 + 16].copy_from_slice(&[198, 18, 0, 5]);
-        raw[48] = 0; // captured_len low byte stays 0
-        let rec = SampleRecord::decode(&raw).unwrap();
-        assert_eq!(rec.src, "198.18.0.5".parse::<IpAddr>().unwrap());
-        assert_eq!(rec.weight, 1);
     }
 }

@@ -1,5 +1,5 @@
-//! Operations on the pinned maps: block and allow entries, counters, kernel-side settings,
-//! and the expiry sweep. Used by the CLI (daemon up or down) and by the daemon.
+//! Typed access to the pinned maps: reading block entries, the allow list, counters and
+//! kernel-side settings. Block entries are written only by `enforce::writer`.
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
@@ -12,15 +12,15 @@ use filter_common::{
     counter, maps,
 };
 
+use super::pins::Pins;
 use crate::{
     clock::monotonic_ns,
-    pins::Pins,
     target::{Target, ip_key},
 };
 
 /// Errors of map operations.
 #[derive(Debug, thiserror::Error)]
-pub enum FilterError {
+pub enum MapsError {
     /// Nothing is loaded under the pin root.
     #[error(
         "Floodgate is not loaded (nothing pinned at {0}); start it with `floodgate run --iface IF`"
@@ -74,7 +74,7 @@ pub struct AllowView {
 }
 
 /// The pinned maps, opened.
-pub struct Filter {
+pub struct Maps {
     exact: HashMap<MapData, Addr, BlockEntry>,
     prefix: LpmTrie<MapData, Addr, BlockEntry>,
     allow: LpmTrie<MapData, Addr, AllowEntry>,
@@ -83,11 +83,11 @@ pub struct Filter {
     ports: HashMap<MapData, u16, u32>,
 }
 
-fn open<T: TryFrom<Map, Error = MapError>>(
+pub(crate) fn open_map<T: TryFrom<Map, Error = MapError>>(
     pins: &Pins,
     name: &'static str,
-) -> Result<T, FilterError> {
-    let map_err = |op, source| FilterError::Map {
+) -> Result<T, MapsError> {
+    let map_err = |op, source| MapsError::Map {
         op,
         map: name,
         source,
@@ -97,24 +97,24 @@ fn open<T: TryFrom<Map, Error = MapError>>(
     T::try_from(map).map_err(|e| map_err("open typed", e))
 }
 
-fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(MapError) -> FilterError {
-    move |source| FilterError::Map { op, map, source }
+pub(crate) fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(MapError) -> MapsError {
+    move |source| MapsError::Map { op, map, source }
 }
 
 /// True when a map error means "no such key".
-fn is_missing(err: &MapError) -> bool {
+pub(crate) fn is_missing(err: &MapError) -> bool {
     matches!(err, MapError::KeyNotFound | MapError::ElementNotFound)
 }
 
-fn write_err(map: &'static str, cap: u32) -> impl FnOnce(MapError) -> FilterError {
+pub(crate) fn write_err(map: &'static str, cap: u32) -> impl FnOnce(MapError) -> MapsError {
     move |source| match &source {
         MapError::SyscallError(e)
             if e.io_error.raw_os_error() == Some(libc::E2BIG)
                 || e.io_error.raw_os_error() == Some(libc::ENOSPC) =>
         {
-            FilterError::Full { map, capacity: cap }
+            MapsError::Full { map, capacity: cap }
         }
-        _ => FilterError::Map {
+        _ => MapsError::Map {
             op: "insert",
             map,
             source,
@@ -177,42 +177,24 @@ fn view(target: Target, entry: &BlockEntry, now: u64) -> BlockView {
     }
 }
 
-impl Filter {
+impl Maps {
     /// Opens the pinned maps.
-    pub fn open(pins: &Pins) -> Result<Self, FilterError> {
+    pub fn open(pins: &Pins) -> Result<Self, MapsError> {
         if !pins.loaded() {
-            return Err(FilterError::NotLoaded(pins.layout_dir()));
+            return Err(MapsError::NotLoaded(pins.layout_dir()));
         }
         Ok(Self {
-            exact: open(pins, maps::BLOCK_EXACT)?,
-            prefix: open(pins, maps::BLOCK_PREFIX)?,
-            allow: open(pins, maps::ALLOW)?,
-            counters: open(pins, maps::COUNTERS)?,
-            config: open(pins, maps::CONFIG)?,
-            ports: open(pins, maps::PORTS)?,
+            exact: open_map(pins, maps::BLOCK_EXACT)?,
+            prefix: open_map(pins, maps::BLOCK_PREFIX)?,
+            allow: open_map(pins, maps::ALLOW)?,
+            counters: open_map(pins, maps::COUNTERS)?,
+            config: open_map(pins, maps::CONFIG)?,
+            ports: open_map(pins, maps::PORTS)?,
         })
     }
 
-    /// Writes a block entry for an address (exact map) or prefix (LPM trie).
-    pub fn block(&mut self, target: Target, entry: &BlockEntry) -> Result<(), FilterError> {
-        let entry = BlockEntry {
-            key_len: target.key_len() as u16,
-            ..*entry
-        };
-        if target.is_host() {
-            self.exact
-                .insert(&target.key(), &entry, 0)
-                .map_err(write_err(maps::BLOCK_EXACT, capacity::BLOCK_EXACT))
-        } else {
-            let key = Key::new(target.key_len(), target.key());
-            self.prefix
-                .insert(&key, &entry, 0)
-                .map_err(write_err(maps::BLOCK_PREFIX, capacity::BLOCK_PREFIX))
-        }
-    }
-
     /// The block entry stored for exactly this target.
-    pub fn block_entry(&self, target: Target) -> Result<Option<BlockEntry>, FilterError> {
+    pub fn block_entry(&self, target: Target) -> Result<Option<BlockEntry>, MapsError> {
         let got = if target.is_host() {
             self.exact.get(&target.key(), 0)
         } else {
@@ -222,27 +204,19 @@ impl Filter {
         match got {
             Ok(entry) => Ok(Some(entry)),
             Err(err) if is_missing(&err) => Ok(None),
-            Err(err) => Err(map_err("lookup", maps::BLOCK_EXACT)(err)),
-        }
-    }
-
-    /// Removes the block entry of exactly this target; false if there was none.
-    pub fn unblock(&mut self, target: Target) -> Result<bool, FilterError> {
-        let removed = if target.is_host() {
-            self.exact.remove(&target.key())
-        } else {
-            self.prefix
-                .remove(&Key::new(target.key_len(), target.key()))
-        };
-        match removed {
-            Ok(()) => Ok(true),
-            Err(err) if is_missing(&err) => Ok(false),
-            Err(err) => Err(map_err("remove", maps::BLOCK_EXACT)(err)),
+            Err(err) => Err(map_err(
+                "lookup",
+                if target.is_host() {
+                    maps::BLOCK_EXACT
+                } else {
+                    maps::BLOCK_PREFIX
+                },
+            )(err)),
         }
     }
 
     /// Every block entry, exact first then prefixes.
-    pub fn blocks(&self) -> Result<Vec<BlockView>, FilterError> {
+    pub fn blocks(&self) -> Result<Vec<BlockView>, MapsError> {
         let now = monotonic_ns();
         let mut out = Vec::new();
         for item in self.exact.iter() {
@@ -263,7 +237,7 @@ impl Filter {
     /// The block entry that decides `ip`'s fate, as the program finds it: the exact entry if in
     /// force, else the longest prefix in force (looking past at most
     /// [`MAX_SHADOWED_PREFIXES`] expired longer ones), else the expired entry that matched.
-    pub fn covering_block(&self, ip: IpAddr) -> Result<Option<BlockView>, FilterError> {
+    pub fn covering_block(&self, ip: IpAddr) -> Result<Option<BlockView>, MapsError> {
         let now = monotonic_ns();
         let host = Target::host(ip);
         let exact = self.block_entry(host)?.map(|e| view(host, &e, now));
@@ -286,90 +260,8 @@ impl Filter {
         })
     }
 
-    /// Removes every block entry; returns how many.
-    pub fn flush(&mut self) -> Result<usize, FilterError> {
-        let exact: Vec<Addr> = self
-            .exact
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err("iterate", maps::BLOCK_EXACT))?;
-        for key in &exact {
-            self.exact
-                .remove(key)
-                .or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) })
-                .map_err(map_err("remove", maps::BLOCK_EXACT))?;
-        }
-        let prefixes: Vec<Key<Addr>> = self
-            .prefix
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
-        for key in &prefixes {
-            self.prefix
-                .remove(key)
-                .or_else(|e| if is_missing(&e) { Ok(()) } else { Err(e) })
-                .map_err(map_err("remove", maps::BLOCK_PREFIX))?;
-        }
-        Ok(exact.len() + prefixes.len())
-    }
-
-    /// Full-map policy: removes the daemon-made (rule or aggregate) exact entry that expires
-    /// soonest (expired ones first); operators' entries are never evicted. Returns it, or
-    /// `None` when there is nothing evictable.
-    pub fn evict_soonest_rule_block(&mut self) -> Result<Option<Target>, FilterError> {
-        let mut victim: Option<(u64, Addr)> = None;
-        for item in self.exact.iter() {
-            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_EXACT))?;
-            if entry.reason_code == filter_common::reason::MANUAL || entry.expires_ns == 0 {
-                continue;
-            }
-            if victim.is_none_or(|(expires, _)| entry.expires_ns < expires) {
-                victim = Some((entry.expires_ns, key));
-            }
-        }
-        let Some((_, key)) = victim else {
-            return Ok(None);
-        };
-        self.exact
-            .remove(&key)
-            .map_err(map_err("remove", maps::BLOCK_EXACT))?;
-        Ok(Some(Target::from_key(key, 128)))
-    }
-
-    /// Removes expired block entries; returns the targets removed.
-    pub fn sweep_expired(&mut self) -> Result<Vec<Target>, FilterError> {
-        let now = monotonic_ns();
-        let mut removed = Vec::new();
-        let expired: Vec<Addr> = self
-            .exact
-            .iter()
-            .filter_map(|item| item.ok().filter(|(_, e)| !e.in_force(now)).map(|(k, _)| k))
-            .collect();
-        for key in expired {
-            // Re-check: the entry may have been renewed since the scan.
-            if matches!(self.exact.get(&key, 0), Ok(e) if !e.in_force(now))
-                && self.exact.remove(&key).is_ok()
-            {
-                removed.push(Target::from_key(key, 128));
-            }
-        }
-        let expired: Vec<Key<Addr>> = self
-            .prefix
-            .iter()
-            .filter_map(|item| item.ok().filter(|(_, e)| !e.in_force(now)).map(|(k, _)| k))
-            .collect();
-        for key in expired {
-            if matches!(self.prefix.get(&key, 0), Ok(e) if !e.in_force(now))
-                && self.prefix.remove(&key).is_ok()
-            {
-                removed.push(Target::from_key(key.data(), key.prefix_len()));
-            }
-        }
-        Ok(removed)
-    }
-
     /// Adds an allow entry.
-    pub fn allow(&mut self, target: Target) -> Result<(), FilterError> {
+    pub fn allow(&mut self, target: Target) -> Result<(), MapsError> {
         let key = Key::new(target.key_len(), target.key());
         self.allow
             .insert(
@@ -383,7 +275,7 @@ impl Filter {
     }
 
     /// Removes an allow entry; false if there was none.
-    pub fn disallow(&mut self, target: Target) -> Result<bool, FilterError> {
+    pub fn disallow(&mut self, target: Target) -> Result<bool, MapsError> {
         match self.allow.remove(&Key::new(target.key_len(), target.key())) {
             Ok(()) => Ok(true),
             Err(err) if is_missing(&err) => Ok(false),
@@ -392,7 +284,7 @@ impl Filter {
     }
 
     /// Every allow entry.
-    pub fn allowed(&self) -> Result<Vec<AllowView>, FilterError> {
+    pub fn allowed(&self) -> Result<Vec<AllowView>, MapsError> {
         self.allow
             .keys()
             .map(|key| {
@@ -405,7 +297,7 @@ impl Filter {
     }
 
     /// True when `ip` is covered by the allow list.
-    pub fn is_allowed(&self, ip: IpAddr) -> Result<bool, FilterError> {
+    pub fn is_allowed(&self, ip: IpAddr) -> Result<bool, MapsError> {
         match self.allow.get(&Key::new(128, ip_key(ip)), 0) {
             Ok(_) => Ok(true),
             Err(err) if is_missing(&err) => Ok(false),
@@ -414,7 +306,7 @@ impl Filter {
     }
 
     /// Counters summed over CPUs, indexed by [`counter`].
-    pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], FilterError> {
+    pub fn counters(&self) -> Result<[u64; counter::COUNT as usize], MapsError> {
         let mut out = [0u64; counter::COUNT as usize];
         for (index, slot) in (0..counter::COUNT).zip(out.iter_mut()) {
             let values = self
@@ -427,26 +319,26 @@ impl Filter {
     }
 
     /// Reads a kernel-side setting.
-    pub fn setting(&self, index: u32) -> Result<u32, FilterError> {
+    pub fn setting(&self, index: u32) -> Result<u32, MapsError> {
         self.config
             .get(&index, 0)
             .map_err(map_err("read", maps::CONFIG))
     }
 
     /// Writes a kernel-side setting.
-    pub fn set_setting(&mut self, index: u32, value: u32) -> Result<(), FilterError> {
+    pub fn set_setting(&mut self, index: u32, value: u32) -> Result<(), MapsError> {
         self.config
             .set(index, &value, 0)
             .map_err(map_err("write", maps::CONFIG))
     }
 
     /// True in monitor mode.
-    pub fn monitor(&self) -> Result<bool, FilterError> {
+    pub fn monitor(&self) -> Result<bool, MapsError> {
         Ok(self.setting(config::MONITOR)? != 0)
     }
 
     /// The protected ports.
-    pub fn ports(&self) -> Result<Vec<u16>, FilterError> {
+    pub fn ports(&self) -> Result<Vec<u16>, MapsError> {
         let mut ports: Vec<u16> = self
             .ports
             .keys()
@@ -457,7 +349,7 @@ impl Filter {
     }
 
     /// Replaces the protected ports.
-    pub fn set_ports(&mut self, wanted: &[u16]) -> Result<(), FilterError> {
+    pub fn set_ports(&mut self, wanted: &[u16]) -> Result<(), MapsError> {
         for port in self.ports()? {
             if !wanted.contains(&port) {
                 self.ports
@@ -473,7 +365,7 @@ impl Filter {
         Ok(())
     }
 
-    /// Number of exact and prefix block entries.
+    /// Number of exact and prefix block entries (walks both maps: for one-shot commands).
     pub fn block_counts(&self) -> (usize, usize) {
         (self.exact.keys().count(), self.prefix.keys().count())
     }

@@ -4,7 +4,7 @@
 use std::os::unix::net::UnixDatagram;
 
 /// Sends `state` to `$NOTIFY_SOCKET`, if set. Failures are logged, never fatal.
-pub fn notify(state: &str) {
+pub(super) fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
@@ -25,7 +25,7 @@ pub fn notify(state: &str) {
 
 /// `RELOADING=1` with the monotonic timestamp systemd wants alongside it.
 #[must_use]
-pub fn reloading() -> String {
+pub(super) fn reloading() -> String {
     format!(
         "RELOADING=1\nMONOTONIC_USEC={}",
         crate::clock::monotonic_ns() / 1000

@@ -15,7 +15,7 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use filter_common::{Addr, AllowEntry, BlockEntry, PROGRAM_NAME, capacity, maps};
 
-use crate::pins::{Pins, PinsError};
+use super::pins::{Pins, PinsError};
 
 /// Errors of loading, attaching and detaching.
 #[derive(Debug, thiserror::Error)]
@@ -68,11 +68,24 @@ pub enum AttachError {
         #[source]
         source: aya::maps::MapError,
     },
-    /// Nothing is loaded.
+    /// There is no interface of that name.
     #[error(
-        "Floodgate is not loaded (no program pinned at {0}); start it with `floodgate run --iface IF`"
+        "no interface named {iface} (see `ip link`; to wait for it to appear, set \
+         filter.wait_for_interfaces = true)"
     )]
-    NotLoaded(PathBuf),
+    UnknownInterface {
+        /// The name given.
+        iface: String,
+    },
+    /// The driver has no native XDP.
+    #[error(
+        "{iface} does not support XDP in driver mode; use generic mode: `--skb` or \
+         filter.attach_mode = \"skb\""
+    )]
+    NoNativeXdp {
+        /// The interface.
+        iface: String,
+    },
 }
 
 /// Whether an operation created new state or re-used pinned state.
@@ -147,7 +160,7 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
     // Maps pinned by name are re-used from the pin directory, created and pinned otherwise.
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(pins.maps_dir())
-        .load(crate::ebpf::FILTER)?;
+        .load(super::ebpf::FILTER)?;
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .ok_or_else(|| AttachError::Program {
@@ -273,12 +286,26 @@ pub fn attach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Adoption, Attac
             name: std::ffi::CString::default(),
         },
     })?;
-    let id = program
-        .attach(&name, mode)
-        .map_err(|source| AttachError::Program {
-            op: format!("attach XDP ({mode:?} mode) to {iface}"),
-            source,
-        })?;
+    let id = program.attach(&name, mode).map_err(|source| {
+        let os_error = match &source {
+            aya::programs::ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+            _ => None,
+        };
+        match (&source, os_error) {
+            (aya::programs::ProgramError::UnknownInterface { .. }, _) | (_, Some(libc::ENODEV)) => {
+                AttachError::UnknownInterface {
+                    iface: iface.to_owned(),
+                }
+            }
+            (_, Some(libc::EOPNOTSUPP)) if mode == XdpMode::Driver => AttachError::NoNativeXdp {
+                iface: iface.to_owned(),
+            },
+            _ => AttachError::Program {
+                op: format!("attach XDP ({mode:?} mode) to {iface}"),
+                source,
+            },
+        }
+    })?;
     let link = program
         .take_link(id)
         .map_err(|source| AttachError::Program {
@@ -340,4 +367,95 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>, AttachError> {
 #[must_use]
 pub fn mode(skb: bool) -> XdpMode {
     if skb { XdpMode::Skb } else { XdpMode::Driver }
+}
+
+/// The index of an interface by name; `None` when there is no such interface now.
+#[must_use]
+pub fn interface_index(iface: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(iface).ok()?;
+    // SAFETY: a valid NUL-terminated name; if_nametoindex only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The interface index the pinned link of `iface` is attached to, as the kernel says now:
+/// 0 when the interface it was attached to is gone (the kernel detaches the link then).
+pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let path = std::ffi::CString::new(pins.link(iface).as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+    }
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
+    // SAFETY: BPF_OBJ_GET reads a NUL-terminated path through `get`, which outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            aya_obj::generated::bpf_cmd::BPF_OBJ_GET as libc::c_long,
+            &raw const get,
+            size_of::<ObjGet>() as libc::c_long,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: all-zero is a valid bpf_link_info (plain integers and unions of them).
+    let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
+    let request = InfoByFd {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: size_of::<aya_obj::generated::bpf_link_info>() as u32,
+        info: (&raw mut info) as u64,
+    };
+    // SAFETY: the kernel writes at most `info_len` bytes into `info`, which lives on this stack
+    // frame until the call returns.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            &raw const request,
+            size_of::<InfoByFd>() as libc::c_long,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: for an XDP link the kernel fills the `xdp` member; a detached one reads 0.
+    Ok(unsafe { info.__bindgen_anon_1.xdp.ifindex })
+}
+
+/// True when the program is attached, by its pinned link, to the interface of that name now.
+#[must_use]
+pub fn is_attached(pins: &Pins, iface: &str) -> bool {
+    interface_index(iface)
+        .is_some_and(|index| link_ifindex(pins, iface).is_ok_and(|at| at == index))
+}
+
+/// Attaches again to an interface that came back: removes the stale link pin (its interface
+/// is gone, so the kernel already detached it) and attaches a new link.
+pub fn reattach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Adoption, AttachError> {
+    let link_path = pins.link(iface);
+    if link_path.exists() {
+        std::fs::remove_file(&link_path).map_err(|source| PinsError::Io {
+            op: "remove stale link",
+            path: link_path.clone(),
+            source,
+        })?;
+    }
+    attach(pins, iface, mode)
 }

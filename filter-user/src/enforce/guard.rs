@@ -2,7 +2,8 @@
 //! block an allow-listed address, a prefix wider than the configured limit, or a prefix that
 //! covers more than the configured share of the legitimate clients seen recently.
 
-use crate::{config::Settings, detect::Decision};
+use super::Decision;
+use crate::config::Settings;
 
 /// Why a decision was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,6 +32,18 @@ pub enum Refusal {
         /// The configured share.
         max_share: f64,
     },
+}
+
+impl Refusal {
+    /// The metrics label of this refusal.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::AllowListed => "allow_listed",
+            Self::TooWide { .. } => "too_wide",
+            Self::Collateral { .. } => "collateral",
+        }
+    }
 }
 
 /// Checks one decision. `allowed`: the allow list covers the target's address;
@@ -89,7 +102,7 @@ mod tests {
             block: true,
             crossed_ns: 0,
             offence: 1,
-            aggregate: true,
+            origin: crate::enforce::Origin::Aggregate,
         }
     }
 

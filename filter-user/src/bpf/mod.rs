@@ -1,0 +1,14 @@
+//! The kernel side as userspace sees it: the embedded object, the pins under the pin root,
+//! loading and attaching the program, and typed access to the pinned maps.
+
+pub mod attach;
+pub mod maps;
+pub mod pins;
+
+/// The embedded eBPF objects built by `build.rs`.
+pub mod ebpf {
+    /// The Floodgate XDP program object.
+    pub static FILTER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filter"));
+    /// The baseline programs used by the benchmarks.
+    pub static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
+}

@@ -1,0 +1,208 @@
+//! Commands that read: `stats` and `status` from the pinned maps and the kernel, `why` from
+//! the maps and the running daemon, `top` from the running daemon.
+
+use std::{net::IpAddr, path::Path};
+
+use anyhow::{Context as _, Result};
+use filter_common::{capacity, config, counter};
+use serde_json::json;
+
+use super::{
+    Unprotected, open,
+    output::{print_json, ttl_text},
+    socket,
+};
+use crate::{
+    bpf::{attach, pins::Pins},
+    control::{self, ClientError, Reply, Request},
+};
+
+pub(super) fn stats(pins: &Pins, json: bool) -> Result<()> {
+    let counters = open(pins)?.counters()?;
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = counter::NAMES
+            .iter()
+            .zip(counters)
+            .map(|(n, v)| ((*n).to_owned(), json!(v)))
+            .collect();
+        return print_json(&serde_json::Value::Object(map));
+    }
+    for (name, value) in counter::NAMES.iter().zip(counters) {
+        println!("{name:<20} {value:>16}");
+    }
+    Ok(())
+}
+
+/// One interface with a pinned link, as the kernel has it now.
+#[derive(serde::Serialize)]
+struct LinkedInterface {
+    name: String,
+    attached: bool,
+}
+
+pub(super) fn status(pins: &Pins, json: bool) -> Result<()> {
+    let maps = open(pins)?;
+    let program =
+        aya::programs::Xdp::from_pin(pins.program(), aya_obj::programs::XdpAttachType::Interface)
+            .context("open pinned program")?;
+    let program_id = program.info().context("program info")?.id();
+    let interfaces: Vec<LinkedInterface> = pins
+        .linked_interfaces()?
+        .into_iter()
+        .map(|name| LinkedInterface {
+            attached: attach::is_attached(pins, &name),
+            name,
+        })
+        .collect();
+    let (exact, prefix) = maps.block_counts();
+    let mode = if maps.monitor()? {
+        "monitor"
+    } else {
+        "enforce"
+    };
+    let sample_every = maps.setting(config::SAMPLE_EVERY)?.max(1);
+    let value = json!({
+        "pin_root": pins.root(),
+        "layout": filter_common::LAYOUT_VERSION,
+        "program_id": program_id,
+        "interfaces": interfaces,
+        "mode": mode,
+        "ports": maps.ports()?,
+        "sample_every": sample_every,
+        "maps": {
+            "block_exact": { "entries": exact, "capacity": capacity::BLOCK_EXACT },
+            "block_prefix": { "entries": prefix, "capacity": capacity::BLOCK_PREFIX },
+            "allow": { "entries": maps.allow_count(), "capacity": capacity::ALLOW },
+        },
+    });
+    if json {
+        print_json(&value)?;
+    } else {
+        println!(
+            "pin root      {} (layout {})",
+            pins.root().display(),
+            filter_common::LAYOUT_VERSION
+        );
+        println!("program id    {program_id}");
+        if interfaces.is_empty() {
+            println!("interfaces    (none)");
+        }
+        for i in &interfaces {
+            println!(
+                "interface     {} {}",
+                i.name,
+                if i.attached {
+                    "attached"
+                } else {
+                    "NOT ATTACHED (unprotected)"
+                }
+            );
+        }
+        println!("mode          {mode}");
+        println!("ports         {:?}", maps.ports()?);
+        println!("sample every  {sample_every}");
+        println!("block exact   {exact} / {}", capacity::BLOCK_EXACT);
+        println!("block prefix  {prefix} / {}", capacity::BLOCK_PREFIX);
+        println!("allow         {} / {}", maps.allow_count(), capacity::ALLOW);
+    }
+    let unprotected: Vec<String> = interfaces
+        .into_iter()
+        .filter(|i| !i.attached)
+        .map(|i| i.name)
+        .collect();
+    if unprotected.is_empty() {
+        Ok(())
+    } else {
+        Err(Unprotected(unprotected).into())
+    }
+}
+
+pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Path>) -> Result<()> {
+    let maps = open(pins)?;
+    let allowed = maps.is_allowed(addr)?;
+    let block = maps.covering_block(addr)?;
+    // Live rates and the decision, when the daemon runs.
+    let live = match control::request(&socket(socket_flag), Request::Why { addr }) {
+        Ok(Reply::Why(why)) => Some(why),
+        Ok(other) => anyhow::bail!("the daemon answered `why` with {other:?}"),
+        Err(ClientError::DaemonDown { .. }) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let blocked = !allowed && block.as_ref().is_some_and(|b| !b.expired);
+    if json {
+        return print_json(&json!({
+            "addr": addr,
+            "blocked": blocked,
+            "allow_listed": allowed,
+            "block": block,
+            "detector": live,
+        }));
+    }
+    if allowed {
+        println!("{addr} is on the allow list: never dropped");
+    }
+    match &block {
+        Some(b) => println!(
+            "{addr} is covered by block {} ({} rule/reason '{}'), {} hits, ttl {}{}",
+            b.target,
+            b.kind,
+            b.reason,
+            b.hits,
+            ttl_text(b.ttl_remaining_secs, b.expired),
+            if allowed {
+                " — not enforced: allow list wins"
+            } else {
+                ""
+            }
+        ),
+        None if !allowed => println!("{addr} is not blocked"),
+        None => {}
+    }
+    match live {
+        Some(why) => {
+            for r in &why.rates {
+                println!(
+                    "rule {}: observed {:.1} req/s, threshold {:.1} req/s",
+                    r.rule, r.rate, r.threshold
+                );
+            }
+            if let Some(d) = &why.decision {
+                println!(
+                    "decision: {} blocked by {:?} '{}' at {:.1} req/s (threshold {:.1}), offence {}, \
+                     ttl {}s, {}s left",
+                    d.target,
+                    d.origin,
+                    d.rule,
+                    d.rate,
+                    d.threshold,
+                    d.offence,
+                    d.ttl_secs,
+                    d.ttl_remaining_secs
+                );
+            }
+        }
+        None => println!("(daemon not reachable: no live rates)"),
+    }
+    Ok(())
+}
+
+pub(super) fn top(limit: usize, json: bool, socket_flag: Option<&Path>) -> Result<()> {
+    let top = match control::request(&socket(socket_flag), Request::Top { limit })? {
+        Reply::Top(top) => top,
+        other => anyhow::bail!("the daemon answered `top` with {other:?}"),
+    };
+    if json {
+        return print_json(&top);
+    }
+    println!("{:<40} {:>12} {:>8}  TOP PATHS", "KEY", "REQ/S", "SAMPLES");
+    for row in &top.top {
+        println!(
+            "{:<40} {:>12.1} {:>8}  {}",
+            row.key.to_string(),
+            row.rate,
+            row.samples,
+            row.paths.join(" ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The operator command line: argument definitions ([`args`]), one module per command group
+//! ([`blocks`] edits the maps, [`inspect`] reads them and asks the daemon), one output module.
+//! Commands work on the pinned maps directly (daemon up or down), take the pin lock for every
+//! mutation and validate all input before writing anything.
+
+pub mod args;
+mod blocks;
+mod inspect;
+mod output;
+
+use anyhow::{Context as _, Result};
+use clap::CommandFactory as _;
+
+use crate::bpf::{maps::Maps, pins::Pins};
+use args::{Cli, Command};
+
+/// A protected interface is not protected now (exit code 6).
+#[derive(Debug, thiserror::Error)]
+#[error("not protected now: {} (the XDP program is not attached; see `floodgate status`)", .0.join(", "))]
+pub struct Unprotected(pub Vec<String>);
+
+/// Runs one parsed command line.
+pub fn dispatch(cli: Cli) -> Result<()> {
+    let pins = Pins::new(&cli.pin_root);
+    match cli.command {
+        Command::Run(args) => crate::daemon::run(&pins, args),
+        Command::Block(cmd) => blocks::block(&pins, cmd, cli.socket.as_deref()),
+        Command::Allow(cmd) => blocks::allow(&pins, cmd),
+        Command::Stats(a) => inspect::stats(&pins, a.json),
+        Command::Status(a) => inspect::status(&pins, a.json),
+        Command::Mode { mode } => blocks::set_mode(&pins, mode),
+        Command::Why { addr, json } => inspect::why(&pins, addr, json, cli.socket.as_deref()),
+        Command::Top { limit, json } => inspect::top(limit, json, cli.socket.as_deref()),
+        Command::CheckConfig { file } => check_config(file),
+        Command::Detach { iface } => detach(&pins, iface.as_deref()),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "floodgate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("render man page")?;
+            Ok(())
+        }
+    }
+}
+
+fn open(pins: &Pins) -> Result<Maps> {
+    pins.check()?;
+    Ok(Maps::open(pins)?)
+}
+
+/// The control socket: `--socket`, `$FLOODGATE_CONTROL_SOCKET`, the configuration file's
+/// `[control] socket`, or the default.
+fn socket(flag: Option<&std::path::Path>) -> std::path::PathBuf {
+    let configured = || {
+        let path = std::path::Path::new(crate::config::DEFAULT_PATH);
+        if !path.exists() {
+            return None;
+        }
+        match crate::config::load_file(path) {
+            Ok(settings) => Some(settings.control_socket),
+            Err(err) => {
+                log::warn!("{err}; using the default control socket");
+                None
+            }
+        }
+    };
+    let configured = if flag.is_some() || std::env::var_os(crate::control::SOCKET_ENV).is_some() {
+        None
+    } else {
+        configured()
+    };
+    crate::control::socket_path(flag, configured)
+}
+
+fn check_config(file: Option<std::path::PathBuf>) -> Result<()> {
+    let path = file.unwrap_or_else(|| crate::config::DEFAULT_PATH.into());
+    let settings = crate::config::load_file(&path)?;
+    println!(
+        "{}: ok ({} rules, {} allow entries, ports {:?})",
+        path.display(),
+        settings.rules.len(),
+        settings.allow.len(),
+        settings.ports
+    );
+    Ok(())
+}
+
+fn detach(pins: &Pins, iface: Option<&str>) -> Result<()> {
+    pins.check()?;
+    if !pins.layout_dir().exists() {
+        println!("nothing pinned under {}", pins.root().display());
+        return Ok(());
+    }
+    let _lock = pins.lock()?;
+    match iface {
+        Some(iface) => {
+            crate::bpf::attach::detach_interface(pins, iface)?;
+            println!("detached from {iface}");
+        }
+        None => {
+            let ifaces = crate::bpf::attach::detach_all(pins)?;
+            println!(
+                "detached from {} interface(s) and removed {}",
+                ifaces.len(),
+                pins.root().display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Evidence sources. Each sensor turns its input into [`RequestEvent`]s, the one evidence type
+//! the detector consumes; the detector never sees where an event came from except through
+//! [`Sensor`].
+
+pub mod http;
+pub mod kernel;
+
+use std::net::IpAddr;
+
+/// Which sensor produced an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensor {
+    /// A plaintext request start sampled by XDP on a verified (established) connection.
+    Kernel,
+}
+
+/// One piece of request evidence: who sent what, when, standing for how many requests.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestEvent<'a> {
+    /// Client address (IPv4-mapped addresses are already folded to IPv4).
+    pub src: IpAddr,
+    /// `CLOCK_MONOTONIC` ns when it was seen.
+    pub time_ns: u64,
+    /// Requests this event stands for (the sampling factor; 1 for exact sensors).
+    pub weight: u32,
+    /// Request method.
+    pub method: &'a str,
+    /// Request path (with query).
+    pub path: &'a str,
+    /// Host header, if seen.
+    pub host: Option<&'a str>,
+    /// User-Agent header, if seen.
+    pub user_agent: Option<&'a str>,
+    /// Where it came from.
+    pub sensor: Sensor,
+}
