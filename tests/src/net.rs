@@ -105,22 +105,37 @@ impl Testbed {
         let client = NetNs::new("fgc");
         let server_if = unique("fgv");
         let client_if = format!("{server_if}c");
+        let tb = Self {
+            client,
+            server,
+            server_if,
+            client_if,
+        };
+        tb.create_link();
+        tb
+    }
+
+    /// Creates the veth pair between the namespaces with the primary addresses (what
+    /// [`Testbed::new`] does; again after [`Testbed::delete_link`]).
+    pub fn create_link(&self) {
+        let (server, client, server_if, client_if) =
+            (&self.server, &self.client, &self.server_if, &self.client_if);
         sh(&[
             "ip",
             "link",
             "add",
-            &server_if,
+            server_if,
             "netns",
             &server.name,
             "type",
             "veth",
             "peer",
             "name",
-            &client_if,
+            client_if,
             "netns",
             &client.name,
         ]);
-        server.run(&["ip", "addr", "add", "198.18.0.1/16", "dev", &server_if]);
+        server.run(&["ip", "addr", "add", "198.18.0.1/16", "dev", server_if]);
         server.run(&[
             "ip",
             "-6",
@@ -128,11 +143,11 @@ impl Testbed {
             "add",
             "2001:2::1/48",
             "dev",
-            &server_if,
+            server_if,
             "nodad",
         ]);
-        server.run(&["ip", "link", "set", &server_if, "up"]);
-        client.run(&["ip", "addr", "add", "198.18.0.2/16", "dev", &client_if]);
+        server.run(&["ip", "link", "set", server_if, "up"]);
+        client.run(&["ip", "addr", "add", "198.18.0.2/16", "dev", client_if]);
         client.run(&[
             "ip",
             "-6",
@@ -140,16 +155,15 @@ impl Testbed {
             "add",
             "2001:2::2/48",
             "dev",
-            &client_if,
+            client_if,
             "nodad",
         ]);
-        client.run(&["ip", "link", "set", &client_if, "up"]);
-        Self {
-            client,
-            server,
-            server_if,
-            client_if,
-        }
+        client.run(&["ip", "link", "set", client_if, "up"]);
+    }
+
+    /// Deletes the veth pair (what a driver reset or a container's veth does to the filter).
+    pub fn delete_link(&self) {
+        self.server.run(&["ip", "link", "del", &self.server_if]);
     }
 
     /// Adds source addresses to the client end (198.18.0.0/16 or 2001:2::/48).

@@ -170,8 +170,10 @@ fn test() -> Result<()> {
         "--all-targets",
     ]))?;
     eprintln!("==> unit tests");
+    // --no-fail-fast: one red test target must not hide whatever else is red.
     setup::run(cargo(&env).args([
         "test",
+        "--no-fail-fast",
         "--workspace",
         "--exclude",
         "filter-ebpf",
@@ -182,7 +184,14 @@ fn test() -> Result<()> {
     eprintln!("==> kernel, end-to-end, service and package tests (root; one at a time)");
     setup::run(
         cargo(&env)
-            .args(["test", "-p", "floodgate-tests", "--", "--test-threads=1"])
+            .args([
+                "test",
+                "--no-fail-fast",
+                "-p",
+                "floodgate-tests",
+                "--",
+                "--test-threads=1",
+            ])
             .env(
                 "FLOODGATE_BIN",
                 std::path::absolute("target/debug/floodgate")?,

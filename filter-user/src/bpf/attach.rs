@@ -439,11 +439,12 @@ pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
     Ok(unsafe { info.__bindgen_anon_1.xdp.ifindex })
 }
 
-/// True when the program is attached, by its pinned link, to the interface of that name now.
+/// True when the pinned link of `iface` is attached to a device now. The kernel detaches a
+/// link when its device goes away (the link then reports ifindex 0), so this holds until the
+/// interface is deleted, whatever network namespace the caller is in.
 #[must_use]
 pub fn is_attached(pins: &Pins, iface: &str) -> bool {
-    interface_index(iface)
-        .is_some_and(|index| link_ifindex(pins, iface).is_ok_and(|at| at == index))
+    link_ifindex(pins, iface).is_ok_and(|at| at != 0)
 }
 
 /// Attaches again to an interface that came back: removes the stale link pin (its interface
