@@ -20,10 +20,8 @@ pub mod pins;
 pub mod rate;
 pub mod target;
 
-/// The embedded eBPF objects built by `build.rs`.
+/// The embedded eBPF object built by `build.rs`.
 pub mod ebpf {
     /// The Floodgate XDP program object.
     pub static FILTER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filter"));
-    /// The baseline programs used by the benchmarks.
-    pub static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
 }

@@ -188,7 +188,7 @@ fn kernel_costs() -> serde_json::Value {
         b"\x16\x03\x01 tls",
     );
     let mut baseline = EbpfLoader::new()
-        .load(filter_user::ebpf::BASELINE)
+        .load(floodgate_tests::kernel::BASELINE)
         .expect("baseline");
     for name in ["baseline_empty", "baseline_count_per_source"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();

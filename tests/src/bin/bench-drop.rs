@@ -139,7 +139,7 @@ fn main() {
 
     eprintln!("loading programs and filling maps with {MAP_ENTRIES} entries…");
     let mut baseline: Ebpf = EbpfLoader::new()
-        .load(filter_user::ebpf::BASELINE)
+        .load(floodgate_tests::kernel::BASELINE)
         .expect("baseline object");
     for name in ["bench_generator", "baseline_drop_all", "baseline_hash_drop"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();

@@ -78,7 +78,7 @@ fn main() {
     }
 
     let mut baseline = EbpfLoader::new()
-        .load(filter_user::ebpf::BASELINE)
+        .load(floodgate_tests::kernel::BASELINE)
         .expect("load baseline object");
     {
         let mut base_map: HashMap<_, Addr, u64> =
