@@ -128,8 +128,8 @@ fn main() -> Result<()> {
     }
 }
 
-/// Builds the release binaries and runs one of the tests crate's tools (benchmarks, load test)
-/// against the release daemon.
+/// Builds the release binaries (the daemon, the bench tools and the tests crate's `loadgen`,
+/// which they run) and runs one of the bench crate's tools against the release daemon.
 fn run_tool(bin: &str) -> Result<()> {
     let env = setup::setup(true)?;
     setup::run(cargo(&env).args([
@@ -139,6 +139,8 @@ fn run_tool(bin: &str) -> Result<()> {
         "filter-user",
         "-p",
         "floodgate-tests",
+        "-p",
+        "floodgate-bench",
     ]))?;
     setup::run(
         cargo(&env)
@@ -147,7 +149,7 @@ fn run_tool(bin: &str) -> Result<()> {
                 "--release",
                 "-q",
                 "-p",
-                "floodgate-tests",
+                "floodgate-bench",
                 "--bin",
                 bin,
             ])

@@ -27,9 +27,9 @@ use filter_user::{
     filter::{Filter, block_entry},
     target::Target,
 };
+use floodgate_bench::results::{median, write_results};
 use floodgate_tests::{
     TempPins,
-    bench::{median, write_results},
     net::{NetNs, Testbed},
     packet::{ETH_IPV4, V4Opts, ethernet, ipv4, udp},
 };

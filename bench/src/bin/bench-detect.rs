@@ -21,9 +21,9 @@ use filter_common::SAMPLE_PAYLOAD_MAX;
 use filter_user::{
     config, detect::Detector, http::SampleRecord, metrics::resident_bytes, rate::RateTable,
 };
+use floodgate_bench::results::{median, percentile, write_results};
 use floodgate_tests::{
     TempPins,
-    bench::{median, percentile, write_results},
     kernel::LoadedFilter,
     net::{SERVER_V4, Testbed, test_config},
     packet::v4_tcp,
@@ -125,9 +125,7 @@ fn latency() -> (Vec<f64>, serde_json::Value) {
     let pins = TempPins::new();
     let config = "[filter]\nreset_connections = false\n[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"per-source-flood\"\nthreshold_rps = 100.0\nwindow = \"1s\"\nmin_samples = 8\nttl = \"10m\"\n";
     let _daemon = tb.start_daemon(&pins, &test_config(config));
-    let loadgen = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("loadgen");
+    let loadgen = floodgate_bench::tool("loadgen");
     let mut args: Vec<String> = vec![
         format!("{SERVER_V4}:80"),
         "400".into(),

@@ -1,7 +1,7 @@
 //! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival}.json,
 //! draws the drop-capacity plot and writes BENCHMARKS.md and bench-results/benchmarks.json.
 
-use std::{fmt::Write as _, path::PathBuf};
+use std::fmt::Write as _;
 
 use plotters::prelude::*;
 use serde_json::{Value, json};
@@ -35,7 +35,7 @@ fn command(args: &[&str]) -> String {
 }
 
 fn plot_drop(dir: &std::path::Path, drop: &Value) {
-    floodgate_tests::bench::register_plot_font();
+    floodgate_bench::plot::register_font();
     let path = dir.join("drop.png");
     let root = BitMapBackend::new(&path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).unwrap();
@@ -94,7 +94,7 @@ fn plot_drop(dir: &std::path::Path, drop: &Value) {
 }
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    let dir = floodgate_bench::results::dir();
     let (verdict, detect, drop, survival) = (
         read(&dir, "verdict"),
         read(&dir, "detect"),

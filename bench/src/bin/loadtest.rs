@@ -13,9 +13,9 @@ use std::{
 
 use filter_common::counter;
 use filter_user::{clock::monotonic_ns, filter::Filter};
+use floodgate_bench::results::{percentile, write_results};
 use floodgate_tests::{
     TempPins,
-    bench::{percentile, write_results},
     net::{FloodPlan, SERVER_V4, SERVER_V6, Testbed, test_config, timed_get},
 };
 use plotters::prelude::*;
@@ -195,7 +195,7 @@ fn main() {
 }
 
 fn plot(series: &[(f64, f64, f64, f64)], probes: &[Probe], flood_from: f64, flood_to: f64) {
-    floodgate_tests::bench::register_plot_font();
+    floodgate_bench::plot::register_font();
     let path =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/loadtest.png");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -13,9 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use floodgate_bench::results::{median, percentile, write_results};
 use floodgate_tests::{
     ChildGuard, TempPins,
-    bench::{median, percentile, write_results},
     net::{FloodPlan, SERVER_V4, Testbed, test_config, timed_get},
     unique,
 };
@@ -176,13 +176,7 @@ fn run_mode(
         args.extend(plan.flood4.iter().map(ToString::to_string));
         let open = tb
             .client
-            .cmd(
-                std::env::current_exe()
-                    .unwrap()
-                    .with_file_name("loadgen")
-                    .to_str()
-                    .unwrap(),
-            )
+            .cmd(floodgate_bench::tool("loadgen").to_str().unwrap())
             .args(&args)
             .env("LOADGEN_OPEN", "1")
             .env("LOADGEN_STAGGER_MS", "0")
@@ -265,7 +259,7 @@ fn main() {
     floodgate_tests::require_root();
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 64, 0);
-    let backend_bin = std::env::current_exe().unwrap().with_file_name("backend");
+    let backend_bin = floodgate_bench::tool("backend");
     let stats = std::env::temp_dir().join(unique("fg-backend-stats-"));
     let backend = ChildGuard::spawn(
         &unique("backend"),
@@ -326,7 +320,7 @@ fn main() {
 }
 
 fn plot(all: &[(&str, Vec<RunResult>)]) {
-    floodgate_tests::bench::register_plot_font();
+    floodgate_bench::plot::register_font();
     let path =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/survival.png");
     let root = BitMapBackend::new(&path, (1600, 900)).into_drawing_area();

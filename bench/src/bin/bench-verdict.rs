@@ -13,8 +13,8 @@ use aya::{
 };
 use filter_common::{Addr, reason};
 use filter_user::{filter::block_entry, target::Target};
+use floodgate_bench::results::{median, write_results};
 use floodgate_tests::{
-    bench::{median, write_results},
     kernel::{LoadedFilter, XDP_DROP, XDP_PASS},
     packet::{v4_tcp, v6_tcp},
 };
