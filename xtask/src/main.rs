@@ -1,5 +1,7 @@
 //! Orchestration for Floodgate: `cargo xtask setup | build | run | test | bench | loadtest |
-//! package`. Every command first installs what it needs (see `setup`).
+//! package`. Every command first installs what it needs (see `setup`). The eBPF crates
+//! (`filter-ebpf`, `bench-ebpf`) are never built for the host: their build scripts' crates
+//! (`filter-user`, `floodgate-tests`) build them, so workspace builds exclude them.
 
 mod fuzz;
 mod package;
@@ -85,6 +87,8 @@ fn main() -> Result<()> {
                 "--workspace",
                 "--exclude",
                 "filter-ebpf",
+                "--exclude",
+                "bench-ebpf",
             ]))
         }
         Task::Run { args } => {
@@ -169,6 +173,8 @@ fn test() -> Result<()> {
         "--workspace",
         "--exclude",
         "filter-ebpf",
+        "--exclude",
+        "bench-ebpf",
         "--all-targets",
     ]))?;
     eprintln!("==> unit tests");
@@ -177,6 +183,8 @@ fn test() -> Result<()> {
         "--workspace",
         "--exclude",
         "filter-ebpf",
+        "--exclude",
+        "bench-ebpf",
         "--exclude",
         "floodgate-tests",
     ]))?;
