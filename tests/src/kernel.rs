@@ -1,4 +1,5 @@
-//! The Floodgate program loaded into a temporary pin root, run through `BPF_PROG_TEST_RUN`.
+//! The Floodgate program loaded into a temporary pin root, run through `BPF_PROG_TEST_RUN`, and
+//! the benchmarks' baseline programs.
 
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use aya_obj::programs::XdpAttachType;
@@ -11,6 +12,10 @@ use crate::TempPins;
 pub const XDP_DROP: u32 = 1;
 /// XDP verdicts.
 pub const XDP_PASS: u32 = 2;
+
+/// The object of `bench-ebpf` (built by `build.rs`): the baseline programs the benchmarks measure
+/// the filter against and their traffic generator; the upgrade test uses one as an "old" program.
+pub static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
 
 /// The program and its maps, loaded and pinned under a temporary root (no interface).
 pub struct LoadedFilter {

@@ -5,7 +5,6 @@
 //!
 //! Tests panic with a clear message when they cannot run (not root, no BPF), never skip.
 
-pub mod bench;
 pub mod fuzz;
 pub mod kernel;
 pub mod net;

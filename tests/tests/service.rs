@@ -251,7 +251,7 @@ fn a_different_pinned_program_is_upgraded_in_place() {
     let id_before = link_id();
     // The previous release's program, simulated by the drop-all baseline: pinned and in the link.
     let mut old = aya::EbpfLoader::new()
-        .load(filter_user::bpf::ebpf::BASELINE)
+        .load(floodgate_tests::kernel::BASELINE)
         .unwrap();
     let program: &mut Xdp = old
         .program_mut("baseline_drop_all")

@@ -1,5 +1,7 @@
 //! Orchestration for Floodgate: `cargo xtask setup | build | run | test | bench | loadtest |
-//! package`. Every command first installs what it needs (see `setup`).
+//! package`. Every command first installs what it needs (see `setup`). The eBPF crates
+//! (`filter-ebpf`, `bench-ebpf`) are never built for the host: their build scripts' crates
+//! (`filter-user`, `floodgate-tests`) build them, so workspace builds exclude them.
 
 mod fuzz;
 mod package;
@@ -85,6 +87,8 @@ fn main() -> Result<()> {
                 "--workspace",
                 "--exclude",
                 "filter-ebpf",
+                "--exclude",
+                "bench-ebpf",
             ]))
         }
         Task::Run { args } => {
@@ -128,8 +132,8 @@ fn main() -> Result<()> {
     }
 }
 
-/// Builds the release binaries and runs one of the tests crate's tools (benchmarks, load test)
-/// against the release daemon.
+/// Builds the release binaries (the daemon, the bench tools and the tests crate's `loadgen`,
+/// which they run) and runs one of the bench crate's tools against the release daemon.
 fn run_tool(bin: &str) -> Result<()> {
     let env = setup::setup(true)?;
     setup::run(cargo(&env).args([
@@ -139,6 +143,8 @@ fn run_tool(bin: &str) -> Result<()> {
         "filter-user",
         "-p",
         "floodgate-tests",
+        "-p",
+        "floodgate-bench",
     ]))?;
     setup::run(
         cargo(&env)
@@ -147,7 +153,7 @@ fn run_tool(bin: &str) -> Result<()> {
                 "--release",
                 "-q",
                 "-p",
-                "floodgate-tests",
+                "floodgate-bench",
                 "--bin",
                 bin,
             ])
@@ -167,6 +173,8 @@ fn test() -> Result<()> {
         "--workspace",
         "--exclude",
         "filter-ebpf",
+        "--exclude",
+        "bench-ebpf",
         "--all-targets",
     ]))?;
     eprintln!("==> unit tests");
@@ -177,6 +185,8 @@ fn test() -> Result<()> {
         "--workspace",
         "--exclude",
         "filter-ebpf",
+        "--exclude",
+        "bench-ebpf",
         "--exclude",
         "floodgate-tests",
     ]))?;

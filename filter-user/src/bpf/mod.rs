@@ -5,10 +5,8 @@ pub mod attach;
 pub mod maps;
 pub mod pins;
 
-/// The embedded eBPF objects built by `build.rs`.
+/// The embedded eBPF object built by `build.rs`.
 pub mod ebpf {
     /// The Floodgate XDP program object.
     pub static FILTER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filter"));
-    /// The baseline programs used by the benchmarks.
-    pub static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
 }

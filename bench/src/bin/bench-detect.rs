@@ -24,9 +24,9 @@ use filter_user::{
     detect::{Detector, rate::RateTable},
     sensor::kernel::SampleRecord,
 };
+use floodgate_bench::results::{median, percentile, write_results};
 use floodgate_tests::{
     TempPins,
-    bench::{median, percentile, write_results},
     kernel::LoadedFilter,
     net::{SERVER_V4, Testbed, test_config},
     packet::v4_tcp,
@@ -134,9 +134,7 @@ fn latency() -> (Vec<f64>, serde_json::Value) {
     let pins = TempPins::new();
     let config = "[filter]\nreset_connections = false\n[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"per-source-flood\"\nthreshold_rps = 100.0\nwindow = \"1s\"\nmin_samples = 8\nttl = \"10m\"\n";
     let _daemon = tb.start_daemon(&pins, &test_config(config));
-    let loadgen = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("loadgen");
+    let loadgen = floodgate_bench::tool("loadgen");
     let mut args: Vec<String> = vec![
         format!("{SERVER_V4}:80"),
         "400".into(),
@@ -197,7 +195,7 @@ fn kernel_costs() -> serde_json::Value {
         b"\x16\x03\x01 tls",
     );
     let mut baseline = EbpfLoader::new()
-        .load(filter_user::bpf::ebpf::BASELINE)
+        .load(floodgate_tests::kernel::BASELINE)
         .expect("baseline");
     for name in ["baseline_empty", "baseline_count_per_source"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();

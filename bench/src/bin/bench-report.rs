@@ -1,9 +1,9 @@
 //! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival}.json,
 //! draws the drop-capacity plot and writes BENCHMARKS.md and bench-results/benchmarks.json.
 
-use std::{fmt::Write as _, path::PathBuf};
+use std::fmt::Write as _;
 
-use plotters::prelude::*;
+use floodgate_bench::plot;
 use serde_json::{Value, json};
 
 fn read(dir: &std::path::Path, name: &str) -> Value {
@@ -34,74 +34,41 @@ fn command(args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-fn plot_drop(dir: &std::path::Path, drop: &Value) {
-    floodgate_tests::bench::register_plot_font();
-    let path = dir.join("drop.png");
-    let root = BitMapBackend::new(&path, (1200, 500)).into_drawing_area();
-    root.fill(&WHITE).unwrap();
+fn plot_drop(drop: &Value) {
+    let path = plot::png("drop");
+    let root = plot::canvas(&path, (1200, 500));
     let panels = root.split_evenly((1, 2));
     for (sources, area) in ["256", "65536"].iter().zip(panels.iter()) {
-        let rows = drop[*sources]["rows"]
+        let bars: Vec<(String, f64)> = drop[*sources]["rows"]
             .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let max = rows
-            .iter()
-            .filter_map(|r| r["mpps_median"].as_f64())
-            .fold(1.0, f64::max)
-            * 1.15;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("drop capacity, {sources} sources (Mpps, median of 5)"),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(60)
-            .y_label_area_size(50)
-            .build_cartesian_2d((0..rows.len()).into_segmented(), 0.0..max)
-            .unwrap();
-        let names: Vec<String> = rows
-            .iter()
-            .map(|r| r["method"].as_str().unwrap_or("").to_owned())
-            .collect();
-        chart
-            .configure_mesh()
-            .x_labels(rows.len())
-            .x_label_formatter(&|x| match x {
-                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
-            .x_label_style(("sans-serif", 11))
-            .draw()
-            .unwrap();
-        chart
-            .draw_series(rows.iter().enumerate().map(|(i, r)| {
-                let color = if names[i] == "floodgate" { RED } else { BLUE };
-                Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (
-                            SegmentValue::Exact(i + 1),
-                            r["mpps_median"].as_f64().unwrap_or(0.0),
-                        ),
-                    ],
-                    color.mix(0.7).filled(),
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r["method"].as_str().unwrap_or("").to_owned(),
+                    r["mpps_median"].as_f64().unwrap_or(0.0),
                 )
-            }))
-            .unwrap();
+            })
+            .collect();
+        plot::bars(
+            area,
+            &format!("drop capacity, {sources} sources (Mpps, median of 5)"),
+            &bars,
+            "floodgate",
+        );
     }
-    root.present().unwrap();
+    root.present().expect("write drop.png");
 }
 
 fn main() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    let dir = floodgate_bench::results::dir();
     let (verdict, detect, drop, survival) = (
         read(&dir, "verdict"),
         read(&dir, "detect"),
         read(&dir, "drop"),
         read(&dir, "survival"),
     );
-    plot_drop(&dir, &drop);
+    plot_drop(&drop);
     let cpu = command(&["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"]);
     let mut md = String::new();
     let _ = writeln!(md, "# Floodgate benchmarks\n");

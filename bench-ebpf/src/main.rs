@@ -1,5 +1,7 @@
-//! Baseline XDP programs the filter is benchmarked against in the same run
-//! (`cargo xtask bench verdict`):
+//! The benchmarks' own XDP programs, in one object (`baseline`): the baselines the filter is
+//! measured against in the same run, and the traffic generator of `bench drop`. Built for
+//! `bpfel-unknown-none` by `tests/build.rs`, never for the host; the bench tools and the
+//! in-place-upgrade test load it from `floodgate_tests::kernel::BASELINE`.
 //! - `baseline_empty` returns PASS and touches nothing: the harness cost;
 //! - `baseline_hash_drop` is the minimal "exact-hash lookup then drop" filter: Ethernet (no
 //!   VLAN), IPv4 or IPv6 source into the same 16-byte key, one hash lookup, DROP on a hit;

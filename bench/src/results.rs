@@ -1,6 +1,14 @@
-//! Benchmark helpers: medians over repeated runs and result files under `bench-results/`.
+//! Medians and percentiles over repeated runs, and the result files under `bench-results/`.
 
 use std::{io::Write as _, path::PathBuf};
+
+/// The results directory, `bench-results/` at the top of the repository (created).
+#[must_use]
+pub fn dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    std::fs::create_dir_all(&dir).expect("create bench-results");
+    dir
+}
 
 /// Median of a non-empty list.
 #[must_use]
@@ -24,8 +32,7 @@ pub fn percentile(values: &mut [f64], p: f64) -> f64 {
 
 /// Writes `text` to bench-results/NAME.txt and `json` to bench-results/NAME.json; prints text.
 pub fn write_results(name: &str, text: &str, json: &serde_json::Value) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
-    std::fs::create_dir_all(&dir).expect("create bench-results");
+    let dir = dir();
     let stamp = String::from_utf8_lossy(
         &std::process::Command::new("date")
             .arg("-u")
@@ -56,20 +63,4 @@ fn kernel_release() -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
-}
-
-/// Registers DejaVu Sans (Debian's fonts-dejavu-core, installed by `./x setup`) as the
-/// "sans-serif" font of the plots.
-pub fn register_plot_font() {
-    let font = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-        .expect("fonts-dejavu-core (./x setup installs it)");
-    if plotters::style::register_font(
-        "sans-serif",
-        plotters::style::FontStyle::Normal,
-        Box::leak(font.into_boxed_slice()),
-    )
-    .is_err()
-    {
-        panic!("DejaVuSans.ttf is not a usable font");
-    }
 }

@@ -13,13 +13,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use floodgate_bench::{
+    plot::{self, Probe},
+    results::{median, percentile, write_results},
+};
 use floodgate_tests::{
     ChildGuard, TempPins,
-    bench::{median, percentile, write_results},
     net::{FloodPlan, SERVER_V4, Testbed, test_config, timed_get},
     unique,
 };
-use plotters::prelude::*;
 use serde_json::json;
 
 const RUNS: usize = 5;
@@ -30,9 +32,6 @@ const LEGIT_INTERVAL: Duration = Duration::from_millis(50);
 /// Requests per second each flooding address offers, open loop.
 const FLOOD_RATE: u32 = 100;
 const MODES: [&str; 3] = ["none", "limit_req", "floodgate"];
-
-/// (seconds since start, answered, latency ms)
-type Probe = (f64, bool, f64);
 
 struct RunResult {
     success: f64,
@@ -176,13 +175,7 @@ fn run_mode(
         args.extend(plan.flood4.iter().map(ToString::to_string));
         let open = tb
             .client
-            .cmd(
-                std::env::current_exe()
-                    .unwrap()
-                    .with_file_name("loadgen")
-                    .to_str()
-                    .unwrap(),
-            )
+            .cmd(floodgate_bench::tool("loadgen").to_str().unwrap())
             .args(&args)
             .env("LOADGEN_OPEN", "1")
             .env("LOADGEN_STAGGER_MS", "0")
@@ -265,7 +258,7 @@ fn main() {
     floodgate_tests::require_root();
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 64, 0);
-    let backend_bin = std::env::current_exe().unwrap().with_file_name("backend");
+    let backend_bin = floodgate_bench::tool("backend");
     let stats = std::env::temp_dir().join(unique("fg-backend-stats-"));
     let backend = ChildGuard::spawn(
         &unique("backend"),
@@ -326,71 +319,32 @@ fn main() {
 }
 
 fn plot(all: &[(&str, Vec<RunResult>)]) {
-    floodgate_tests::bench::register_plot_font();
-    let path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/survival.png");
-    let root = BitMapBackend::new(&path, (1600, 900)).into_drawing_area();
-    root.fill(&WHITE).unwrap();
+    let path = plot::png("survival");
+    let root = plot::canvas(&path, (1600, 900));
     let panels = root.split_evenly((all.len(), 2));
     let t_max = (IDLE + FLOOD + AFTER).as_secs_f64();
+    let window = (IDLE.as_secs_f64(), (IDLE + FLOOD).as_secs_f64());
     for ((mode, results), pair) in all.iter().zip(panels.chunks(2)) {
-        let series = &results[0].served_series;
-        let y_max = series.iter().map(|s| s.1).fold(10.0, f64::max) * 1.1;
-        let mut rate = ChartBuilder::on(&pair[1])
-            .caption(
-                format!("{mode}: requests completed by the backend per second"),
-                ("sans-serif", 18),
-            )
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
-            .unwrap();
-        rate.configure_mesh().x_desc("seconds").draw().unwrap();
-        let (a, b) = (IDLE.as_secs_f64(), (IDLE + FLOOD).as_secs_f64());
-        rate.draw_series(std::iter::once(Rectangle::new(
-            [(a, 0.0), (b, y_max)],
-            RGBColor(255, 235, 235).filled(),
-        )))
-        .unwrap();
-        rate.draw_series(LineSeries::new(series.iter().copied(), RED.stroke_width(2)))
-            .unwrap();
-        let area = &pair[0];
-        let probes = &results[0].probes;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                format!("{mode}: legitimate latency (ms, log), failures in red"),
-                ("sans-serif", 18),
-            )
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..t_max, (0.1f64..3000.0).log_scale())
-            .unwrap();
-        chart.configure_mesh().x_desc("seconds").draw().unwrap();
-        let (a, b) = (IDLE.as_secs_f64(), (IDLE + FLOOD).as_secs_f64());
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(a, 0.1), (b, 3000.0)],
-                RGBColor(255, 235, 235).filled(),
-            )))
-            .unwrap();
-        chart
-            .draw_series(
-                probes
-                    .iter()
-                    .filter(|p| p.1)
-                    .map(|p| Circle::new((p.0, p.2.max(0.11)), 2, BLUE.filled())),
-            )
-            .unwrap();
-        chart
-            .draw_series(
-                probes
-                    .iter()
-                    .filter(|p| !p.1)
-                    .map(|p| Cross::new((p.0, 2500.0), 4, RED)),
-            )
-            .unwrap();
+        plot::latency(
+            &pair[0],
+            &format!("{mode}: legitimate latency (ms, log), failures in red"),
+            t_max,
+            window,
+            plot::Scale::Log,
+            &results[0].probes,
+        );
+        plot::lines(
+            &pair[1],
+            &format!("{mode}: requests completed by the backend per second"),
+            t_max,
+            window,
+            "",
+            &[plot::Line {
+                label: "completed",
+                color: plot::RED,
+                points: &results[0].served_series,
+            }],
+        );
     }
-    root.present().unwrap();
+    root.present().expect("write survival.png");
 }

@@ -13,20 +13,19 @@ use std::{
 
 use filter_common::counter;
 use filter_user::{bpf::maps::Maps, clock::monotonic_ns};
+use floodgate_bench::{
+    plot::{self, Probe},
+    results::{percentile, write_results},
+};
 use floodgate_tests::{
     TempPins,
-    bench::{percentile, write_results},
     net::{FloodPlan, SERVER_V4, SERVER_V6, Testbed, test_config, timed_get},
 };
-use plotters::prelude::*;
 use serde_json::json;
 
 const RUN: Duration = Duration::from_secs(16);
 const FLOOD_AT: Duration = Duration::from_secs(3);
 const FLOOD_FOR: Duration = Duration::from_secs(10);
-
-/// One legitimate request: seconds since start, success, latency in ms.
-type Probe = (f64, bool, f64);
 
 fn main() {
     floodgate_tests::require_root();
@@ -195,110 +194,45 @@ fn main() {
 }
 
 fn plot(series: &[(f64, f64, f64, f64)], probes: &[Probe], flood_from: f64, flood_to: f64) {
-    floodgate_tests::bench::register_plot_font();
-    let path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results/loadtest.png");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let root = BitMapBackend::new(&path, (1200, 800)).into_drawing_area();
-    root.fill(&WHITE).unwrap();
+    let path = plot::png("loadtest");
+    let root = plot::canvas(&path, (1200, 800));
     let (top, bottom) = root.split_vertically(420);
     let t_max = series.last().map_or(1.0, |s| s.0);
-    let y_max = series
-        .iter()
-        .map(|s| s.1.max(s.2).max(s.3))
-        .fold(1.0, f64::max)
-        * 1.1;
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            "Floodgate load test: packets per second at XDP",
-            ("sans-serif", 22),
-        )
-        .margin(12)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
-        .unwrap();
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("per second")
-        .draw()
-        .unwrap();
-    chart
-        .draw_series(std::iter::once(Rectangle::new(
-            [(flood_from, 0.0), (flood_to, y_max)],
-            RGBColor(255, 230, 230).filled(),
-        )))
-        .unwrap()
-        .label("wrk flood running")
-        .legend(|(x, y)| {
-            Rectangle::new(
-                [(x, y - 5), (x + 15, y + 5)],
-                RGBColor(255, 230, 230).filled(),
-            )
-        });
-    chart
-        .draw_series(LineSeries::new(
-            series.iter().map(|s| (s.0, s.1)),
-            BLUE.stroke_width(2),
-        ))
-        .unwrap()
-        .label("HTTP request starts")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(
-            series.iter().map(|s| (s.0, s.2)),
-            RED.stroke_width(2),
-        ))
-        .unwrap()
-        .label("XDP drops")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], RED));
-    chart
-        .draw_series(LineSeries::new(
-            series.iter().map(|s| (s.0, s.3)),
-            GREEN.stroke_width(2),
-        ))
-        .unwrap()
-        .label("passed")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], GREEN));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .unwrap();
-    let l_max = probes.iter().map(|p| p.2).fold(1.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption(
-            "legitimate requests (new connection each): latency; failures at the top in red",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.0..t_max, 0.0..l_max)
-        .unwrap();
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("ms")
-        .draw()
-        .unwrap();
-    chart
-        .draw_series(
-            probes
-                .iter()
-                .filter(|p| p.1)
-                .map(|p| Circle::new((p.0, p.2), 2, BLUE.filled())),
-        )
-        .unwrap();
-    chart
-        .draw_series(
-            probes
-                .iter()
-                .filter(|p| !p.1)
-                .map(|p| Cross::new((p.0, l_max * 0.95), 4, RED)),
-        )
-        .unwrap();
-    root.present().unwrap();
+    let column = |f: fn(&(f64, f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+        series.iter().map(|s| (s.0, f(s))).collect()
+    };
+    let (starts, drops, passed) = (column(|s| s.1), column(|s| s.2), column(|s| s.3));
+    plot::lines(
+        &top,
+        "Floodgate load test: packets per second at XDP",
+        t_max,
+        (flood_from, flood_to),
+        "per second",
+        &[
+            plot::Line {
+                label: "HTTP request starts",
+                color: plot::BLUE,
+                points: &starts,
+            },
+            plot::Line {
+                label: "XDP drops",
+                color: plot::RED,
+                points: &drops,
+            },
+            plot::Line {
+                label: "passed",
+                color: plot::GREEN,
+                points: &passed,
+            },
+        ],
+    );
+    plot::latency(
+        &bottom,
+        "legitimate requests (new connection each): latency; failures at the top in red",
+        t_max,
+        (flood_from, flood_to),
+        plot::Scale::Linear,
+        probes,
+    );
+    root.present().expect("write loadtest.png");
 }

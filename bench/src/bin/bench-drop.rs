@@ -24,9 +24,9 @@ use aya::{
 };
 use filter_common::{Addr, reason};
 use filter_user::{bpf::maps::block_entry, target::Target};
+use floodgate_bench::results::{median, write_results};
 use floodgate_tests::{
     TempPins,
-    bench::{median, write_results},
     net::{NetNs, Testbed},
     packet::{ETH_IPV4, V4Opts, ethernet, ipv4, udp},
 };
@@ -136,7 +136,7 @@ fn main() {
 
     eprintln!("loading programs and filling maps with {MAP_ENTRIES} entries…");
     let mut baseline: Ebpf = EbpfLoader::new()
-        .load(filter_user::bpf::ebpf::BASELINE)
+        .load(floodgate_tests::kernel::BASELINE)
         .expect("baseline object");
     for name in ["bench_generator", "baseline_drop_all", "baseline_hash_drop"] {
         let p: &mut Xdp = baseline.program_mut(name).unwrap().try_into().unwrap();

@@ -13,8 +13,8 @@ use aya::{
 };
 use filter_common::{Addr, reason};
 use filter_user::{bpf::maps::block_entry, target::Target};
+use floodgate_bench::results::{median, write_results};
 use floodgate_tests::{
-    bench::{median, write_results},
     kernel::{LoadedFilter, XDP_DROP, XDP_PASS},
     packet::{v4_tcp, v6_tcp},
 };
@@ -78,7 +78,7 @@ fn main() {
     }
 
     let mut baseline = EbpfLoader::new()
-        .load(filter_user::bpf::ebpf::BASELINE)
+        .load(floodgate_tests::kernel::BASELINE)
         .expect("load baseline object");
     {
         let mut base_map: HashMap<_, Addr, u64> =
