@@ -123,12 +123,6 @@ fn source(ctx: &XdpContext) -> Option<Addr> {
     }
 }
 
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
 // SAFETY: the kernel reads the license from this section by this name; nothing else defines it.
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]

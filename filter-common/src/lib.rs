@@ -32,21 +32,108 @@ pub mod maps {
     pub const COUNTERS: &str = "FG_COUNTERS";
     /// `u32` settings indexed by [`crate::config`].
     pub const CONFIG: &str = "FG_CONFIG";
-    /// Protected TCP ports: hash, key port (host order `u16`), value `u32` 1.
+    /// Protected TCP ports: hash, key port (host order `u16`), value `u32` flags of
+    /// [`crate::port_kind`].
     pub const PORTS: &str = "FG_PORTS";
-    /// Ring buffer of [`crate::Sample`]s: sampled HTTP request starts.
+    /// Ring buffer of [`crate::Sample`]s: sampled HTTP request starts and TLS ClientHellos.
     pub const SAMPLES: &str = "FG_SAMPLES";
+}
 
-    /// Every pinned map, in a stable order.
-    pub const ALL: [&str; 7] = [
-        ALLOW,
-        BLOCK_EXACT,
-        BLOCK_PREFIX,
-        COUNTERS,
-        CONFIG,
-        PORTS,
-        SAMPLES,
-    ];
+/// Kinds of BPF map the layout uses (userspace maps them to the kernel's types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapKind {
+    /// `BPF_MAP_TYPE_HASH`.
+    Hash,
+    /// `BPF_MAP_TYPE_ARRAY`.
+    Array,
+    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+    PerCpuArray,
+    /// `BPF_MAP_TYPE_LPM_TRIE`.
+    LpmTrie,
+    /// `BPF_MAP_TYPE_RINGBUF`.
+    RingBuf,
+}
+
+/// The shape of one pinned map: what the object must define and the pins must hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    /// Map (and pin) name.
+    pub name: &'static str,
+    /// Map type.
+    pub kind: MapKind,
+    /// Key size in bytes (0 for a ring buffer).
+    pub key_size: u32,
+    /// Value size in bytes (0 for a ring buffer).
+    pub value_size: u32,
+    /// Capacity (bytes for a ring buffer).
+    pub max_entries: u32,
+}
+
+/// Every pinned map with its shape: the contract between the program and userspace, checked
+/// against the object on the host (a unit test) and against the pins at start.
+pub const LAYOUT: [MapSpec; 7] = {
+    const LPM_KEY: u32 = 4 + core::mem::size_of::<Addr>() as u32;
+    const ADDR: u32 = core::mem::size_of::<Addr>() as u32;
+    const BLOCK: u32 = core::mem::size_of::<BlockEntry>() as u32;
+    [
+        MapSpec {
+            name: maps::ALLOW,
+            kind: MapKind::LpmTrie,
+            key_size: LPM_KEY,
+            value_size: core::mem::size_of::<AllowEntry>() as u32,
+            max_entries: capacity::ALLOW,
+        },
+        MapSpec {
+            name: maps::BLOCK_EXACT,
+            kind: MapKind::Hash,
+            key_size: ADDR,
+            value_size: BLOCK,
+            max_entries: capacity::BLOCK_EXACT,
+        },
+        MapSpec {
+            name: maps::BLOCK_PREFIX,
+            kind: MapKind::LpmTrie,
+            key_size: LPM_KEY,
+            value_size: BLOCK,
+            max_entries: capacity::BLOCK_PREFIX,
+        },
+        MapSpec {
+            name: maps::COUNTERS,
+            kind: MapKind::PerCpuArray,
+            key_size: 4,
+            value_size: 8,
+            max_entries: capacity::COUNTERS,
+        },
+        MapSpec {
+            name: maps::CONFIG,
+            kind: MapKind::Array,
+            key_size: 4,
+            value_size: 4,
+            max_entries: capacity::CONFIG,
+        },
+        MapSpec {
+            name: maps::PORTS,
+            kind: MapKind::Hash,
+            key_size: 2,
+            value_size: 4,
+            max_entries: capacity::PORTS,
+        },
+        MapSpec {
+            name: maps::SAMPLES,
+            kind: MapKind::RingBuf,
+            key_size: 0,
+            value_size: 0,
+            max_entries: capacity::SAMPLES_BYTES,
+        },
+    ]
+};
+
+/// Flags of a protected port (the value of the ports map).
+pub mod port_kind {
+    /// Plaintext HTTP/1.x: request starts are counted and sampled.
+    pub const HTTP: u32 = 1;
+    /// TLS: ClientHello record starts are counted and sampled.
+    pub const TLS: u32 = 2;
 }
 
 /// Map capacities.
@@ -97,9 +184,11 @@ pub mod counter {
     /// Request starts chosen for sampling whose connection completed no handshake with this
     /// host (no established socket): never used as evidence.
     pub const SAMPLES_UNVERIFIED: u32 = 11;
+    /// TCP segments to a protected TLS port that start a TLS ClientHello record.
+    pub const TLS_HELLOS: u32 = 12;
 
     /// Number of counters in use.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
     /// The outcome counters: each packet adds to exactly one.
     pub const OUTCOMES: [u32; 7] = [
         PASSED,
@@ -124,6 +213,7 @@ pub mod counter {
         "samples",
         "samples_lost",
         "samples_unverified",
+        "tls_hellos",
     ];
 }
 
@@ -213,8 +303,10 @@ pub const SAMPLE_PAYLOAD_MAX: usize = 256;
 
 /// `Sample::flags` bit: the addresses are IPv6 (else IPv4-mapped).
 pub const SAMPLE_FLAG_V6: u8 = 1;
+/// `Sample::flags` bit: the segment starts a TLS ClientHello (else an HTTP/1.x request start).
+pub const SAMPLE_FLAG_TLS_HELLO: u8 = 2;
 
-/// One sampled HTTP request start, as written to the ring buffer.
+/// One sampled HTTP request start or TLS ClientHello, as written to the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
@@ -234,7 +326,7 @@ pub struct Sample {
     pub captured_len: u16,
     /// TCP flags byte (FIN 0x01 … CWR 0x80).
     pub tcp_flags: u8,
-    /// [`SAMPLE_FLAG_V6`].
+    /// [`SAMPLE_FLAG_V6`], [`SAMPLE_FLAG_TLS_HELLO`].
     pub flags: u8,
     /// Reserved, zero.
     pub _pad: [u8; 2],
@@ -257,6 +349,23 @@ pub const HTTP_METHODS: [&[u8]; 9] = [
     b"CONNECT ",
     b"TRACE ",
 ];
+
+/// Bytes of payload the program reads to recognise a request start or a ClientHello.
+pub const HEAD_LEN: usize = 8;
+
+// Every method token must fit the head the program compares.
+const _: () = {
+    let mut i = 0;
+    while i < HTTP_METHODS.len() {
+        assert!(HTTP_METHODS[i].len() <= HEAD_LEN);
+        i += 1;
+    }
+};
+
+/// TLS record content type of a handshake record.
+pub const TLS_RECORD_HANDSHAKE: u8 = 22;
+/// TLS handshake message type of a ClientHello.
+pub const TLS_CLIENT_HELLO: u8 = 1;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -1,5 +1,7 @@
 //! The Floodgate XDP program: allow list → exact block map → prefix block map → PASS, with
-//! monitor mode, per-CPU outcome counters and sampling of HTTP request starts.
+//! monitor mode, per-CPU outcome counters, and sampling of the evidence that passes: HTTP/1.x
+//! request starts on plaintext ports and TLS ClientHellos on TLS ports, each only from a
+//! connection that completed a handshake with this host.
 #![no_std]
 #![no_main]
 // `core::sync::atomic` has no 64-bit read-modify-write on the BPF target; the intrinsic
@@ -13,7 +15,7 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    bindings::{bpf_sock_tuple, xdp_action},
+    bindings::{BPF_F_NO_PREALLOC, bpf_sock_tuple, xdp_action},
     helpers::generated::{
         bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_xdp_load_bytes,
@@ -23,12 +25,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use filter_common::{
-    Addr, AllowEntry, BlockEntry, HTTP_METHODS, MAX_SHADOWED_PREFIXES, SAMPLE_FLAG_V6,
-    SAMPLE_PAYLOAD_MAX, Sample, capacity, config, counter,
+    Addr, AllowEntry, BlockEntry, HEAD_LEN, HTTP_METHODS, MAX_SHADOWED_PREFIXES,
+    SAMPLE_FLAG_TLS_HELLO, SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample, TLS_CLIENT_HELLO,
+    TLS_RECORD_HANDSHAKE, capacity, config, counter, port_kind,
 };
 use filter_ebpf::parse::{self, Packet, ParseError, Tcp, bounded, ptr_at};
 
-const BPF_F_NO_PREALLOC: u32 = 1;
 /// `BPF_F_CURRENT_NETNS`: look sockets up in the namespace of the receiving device.
 const BPF_F_CURRENT_NETNS: u64 = u64::MAX;
 const TCP_ESTABLISHED: u32 = 1;
@@ -80,23 +82,19 @@ fn config_value(index: u32) -> u32 {
 
 /// True when `entry` is in force now (not expired).
 #[inline(always)]
-fn in_force(entry: *const BlockEntry) -> bool {
-    // SAFETY: `entry` points at a live map value (kept valid by RCU for this run).
-    let expires_ns = unsafe { (*entry).expires_ns };
+fn in_force(entry: &BlockEntry) -> bool {
     // SAFETY: a helper without arguments.
-    expires_ns == 0 || unsafe { bpf_ktime_get_ns() } < expires_ns
+    entry.expires_ns == 0 || unsafe { bpf_ktime_get_ns() } < entry.expires_ns
 }
 
 /// Counts a packet against the entry that matched it.
 #[inline(always)]
-fn hit(entry: *const BlockEntry) {
-    // SAFETY: `entry` points at a live map value. It is shared between CPUs, so the 8-byte
-    // aligned hit counter is updated with an atomic add; map values are writable memory.
+fn hit(entry: &BlockEntry) {
+    // SAFETY: `entry` is a live map value (kept valid by RCU for this run). Map values are
+    // writable memory shared between CPUs, so the 8-byte aligned hit counter is updated with an
+    // atomic add through a pointer derived from the map's value pointer.
     unsafe {
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
-            (&raw const (*entry).hits).cast_mut(),
-            1,
-        )
+        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>((&raw const entry.hits).cast_mut(), 1)
     };
 }
 
@@ -111,7 +109,8 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
     let host = Key::new(128, saddr);
     let mut expired = false;
     let mut matched = None;
-    if let Some(entry) = BLOCK_EXACT.get_ptr(&saddr) {
+    // SAFETY: a value pointer from the map lookup stays valid for this program run (RCU).
+    if let Some(entry) = BLOCK_EXACT.get_ptr(&saddr).map(|e| unsafe { &*e }) {
         if in_force(entry) {
             matched = Some((counter::DROPPED_EXACT, entry));
         } else {
@@ -125,14 +124,12 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
             let Some(entry) = BLOCK_PREFIX.get(&key) else {
                 break;
             };
-            let entry: *const BlockEntry = entry;
             if in_force(entry) {
                 matched = Some((counter::DROPPED_PREFIX, entry));
                 break;
             }
             expired = true;
-            // SAFETY: a live map value, as above.
-            let len = u32::from(unsafe { (*entry).key_len });
+            let len = u32::from(entry.key_len);
             if len == 0 || len > 128 {
                 break;
             }
@@ -157,29 +154,39 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
         }
     }
     if let Some(tcp) = &packet.tcp {
-        sample_request_start(ctx, packet, &saddr, tcp);
+        sample_evidence(ctx, packet, &saddr, tcp);
     }
     xdp_action::XDP_PASS
 }
 
-/// True when the payload starts with an HTTP/1.x method token.
+/// What a segment's first bytes start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    /// An HTTP/1.x request line.
+    RequestStart,
+    /// A TLS handshake record carrying a ClientHello.
+    ClientHello,
+}
+
+/// Recognises the evidence a payload starts with from its first [`HEAD_LEN`] bytes.
 #[inline(always)]
-fn is_request_start(ctx: &XdpContext, tcp: &Tcp) -> bool {
-    // The shortest request line ("GET / HTTP/1.0\r\n") is far longer than 8 bytes.
-    let Some(offset) = bounded(&tcp.payload_off) else {
-        return false;
-    };
-    let Ok(head) = ptr_at::<[u8; 8]>(ctx, offset) else {
-        return false;
-    };
-    // SAFETY: `ptr_at` checked the 8 bytes are inside the packet.
+fn evidence(ctx: &XdpContext, tcp: &Tcp) -> Option<Evidence> {
+    // The shortest request line ("GET / HTTP/1.0\r\n") and a ClientHello record are both far
+    // longer than the head.
+    let offset = bounded(&tcp.payload_off)?;
+    let head = ptr_at::<[u8; HEAD_LEN]>(ctx, offset).ok()?;
+    // SAFETY: `ptr_at` checked the bytes are inside the packet.
     let head = unsafe { core::ptr::read_unaligned(head) };
+    // Record type, protocol version 3.x, two length bytes, then the handshake type.
+    if head[0] == TLS_RECORD_HANDSHAKE && head[1] == 3 && head[5] == TLS_CLIENT_HELLO {
+        return Some(Evidence::ClientHello);
+    }
     let mut i = 0;
     while i < HTTP_METHODS.len() {
         let token = HTTP_METHODS[i];
         let mut j = 0;
         let mut equal = true;
-        while j < token.len() {
+        while j < token.len() && j < HEAD_LEN {
             if head[j] != token[j] {
                 equal = false;
                 break;
@@ -187,21 +194,39 @@ fn is_request_start(ctx: &XdpContext, tcp: &Tcp) -> bool {
             j += 1;
         }
         if equal {
-            return true;
+            return Some(Evidence::RequestStart);
         }
         i += 1;
     }
-    false
+    None
 }
 
-/// Counts a request start to a protected port and samples one in N of them into the ring
-/// buffer, if its connection completed a handshake with this host.
+/// Counts request starts on plaintext ports and ClientHellos on TLS ports, and samples one in
+/// N of them into the ring buffer, if the connection completed a handshake with this host.
 #[inline(always)]
-fn sample_request_start(ctx: &XdpContext, packet: &Packet, saddr: &Addr, tcp: &Tcp) {
-    if tcp.payload_len == 0 || !is_request_start(ctx, tcp) || PORTS.get_ptr(&tcp.dport).is_none() {
+fn sample_evidence(ctx: &XdpContext, packet: &Packet, saddr: &Addr, tcp: &Tcp) {
+    if tcp.payload_len == 0 {
         return;
     }
-    count(counter::REQUEST_STARTS);
+    let Some(kind) = evidence(ctx, tcp) else {
+        return;
+    };
+    let Some(port) = PORTS.get_ptr(&tcp.dport) else {
+        return;
+    };
+    // SAFETY: a value pointer from the lookup, valid for this run; a plain u32.
+    let port = unsafe { *port };
+    let flag = match kind {
+        Evidence::RequestStart if port & port_kind::HTTP != 0 => {
+            count(counter::REQUEST_STARTS);
+            0
+        }
+        Evidence::ClientHello if port & port_kind::TLS != 0 => {
+            count(counter::TLS_HELLOS);
+            SAMPLE_FLAG_TLS_HELLO
+        }
+        _ => return,
+    };
     let every = config_value(config::SAMPLE_EVERY);
     // SAFETY: a helper without arguments.
     if every > 1 && unsafe { bpf_get_prandom_u32() } % every != 0 {
@@ -237,7 +262,7 @@ fn sample_request_start(ctx: &XdpContext, packet: &Packet, saddr: &Addr, tcp: &T
         (*sample).dport = tcp.dport;
         (*sample).payload_len = tcp.payload_len as u16;
         (*sample).tcp_flags = tcp.flags;
-        (*sample).flags = if packet.is_v6 { SAMPLE_FLAG_V6 } else { 0 };
+        (*sample).flags = flag | if packet.is_v6 { SAMPLE_FLAG_V6 } else { 0 };
         (*sample)._pad = [0; 2];
         (*sample).sample_every = if every == 0 { 1 } else { every };
     }
@@ -320,12 +345,6 @@ fn handshake_completed(
         bpf_sk_release(sk.cast());
         established
     }
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
 }
 
 // SAFETY: the kernel reads the license from this section by this name; nothing else defines it.

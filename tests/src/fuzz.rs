@@ -85,7 +85,7 @@ pub fn populate(f: &mut LoadedFilter) {
     f.writer
         .write("2001:2:5::/64".parse().unwrap(), &forever)
         .unwrap();
-    f.filter.set_ports(&[80]).unwrap();
+    f.filter.set_ports(&[80], &[443]).unwrap();
 }
 
 /// The reference model: the source the program must parse, if any (Ethernet, ≤ 2 VLAN tags,

@@ -395,6 +395,50 @@ fn cases() -> Vec<Case> {
             expect: Pass(passed),
         },
     ];
+    // TLS ClientHello record starts: record type 22, version 3.x, length, handshake type 1.
+    const HELLO: &[u8] = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03rest of the hello";
+    let hello: &'static [u32] = &[
+        counter::PASSED,
+        counter::TLS_HELLOS,
+        counter::SAMPLES_UNVERIFIED,
+    ];
+    c.extend([
+        Case {
+            name: "v4 ClientHello to the TLS port, no handshake",
+            packet: v4_tcp(CLEAN4, DST4, 443, HELLO),
+            expect: Pass(hello),
+        },
+        Case {
+            name: "v6 ClientHello to the TLS port, no handshake",
+            packet: v6_tcp(CLEAN6, DST6, 443, HELLO),
+            expect: Pass(hello),
+        },
+        Case {
+            name: "ClientHello to a plaintext port",
+            packet: v4_tcp(CLEAN4, DST4, 80, HELLO),
+            expect: Pass(passed),
+        },
+        Case {
+            name: "request start to the TLS port",
+            packet: v4_tcp(CLEAN4, DST4, 443, b"GET / HTTP/1.1\r\n\r\n"),
+            expect: Pass(passed),
+        },
+        Case {
+            name: "a ServerHello (handshake type 2) to the TLS port",
+            packet: v4_tcp(CLEAN4, DST4, 443, b"\x16\x03\x03\x00\x5a\x02\x00\x00\x56"),
+            expect: Pass(passed),
+        },
+        Case {
+            name: "TLS application data to the TLS port",
+            packet: v4_tcp(CLEAN4, DST4, 443, b"\x17\x03\x03\x00\x20\x01\x02\x03\x04"),
+            expect: Pass(passed),
+        },
+        Case {
+            name: "ClientHello from a blocked source",
+            packet: v4_tcp(BLOCKED4, DST4, 443, HELLO),
+            expect: Drop(counter::DROPPED_EXACT),
+        },
+    ]);
     // A request start from a blocked source is dropped before sampling.
     c.push(Case {
         name: "request start from blocked source",
@@ -428,7 +472,7 @@ fn setup() -> LoadedFilter {
     let fl = &mut f.filter;
     fl.allow(Target::host(ALLOWED4.into())).unwrap();
     fl.allow(Target::host(ALLOWED6.into())).unwrap();
-    fl.set_ports(&[80, 8080]).unwrap();
+    fl.set_ports(&[80, 8080], &[443]).unwrap();
     f
 }
 
@@ -452,6 +496,9 @@ fn run_table(f: &mut LoadedFilter, monitor: bool) {
                 let mut v = vec![counter::WOULD_DROP];
                 if case.name == "request start from blocked source" {
                     v.extend([counter::REQUEST_STARTS, counter::SAMPLES_UNVERIFIED]);
+                }
+                if case.name == "ClientHello from a blocked source" {
+                    v.extend([counter::TLS_HELLOS, counter::SAMPLES_UNVERIFIED]);
                 }
                 (XDP_PASS, v)
             }

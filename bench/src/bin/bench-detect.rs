@@ -181,7 +181,7 @@ fn latency() -> (Vec<f64>, serde_json::Value) {
 
 fn kernel_costs() -> serde_json::Value {
     let mut f = LoadedFilter::load();
-    f.filter.set_ports(&[80]).unwrap();
+    f.filter.set_ports(&[80], &[]).unwrap();
     let request = v4_tcp(
         "198.18.0.2".parse().unwrap(),
         SERVER_V4,

@@ -182,7 +182,7 @@ fn main() {
         maps.allow(Target::host(Ipv4Addr::from(0x0b00_0000 | n).into()))
             .unwrap();
     }
-    maps.set_ports(&[80, 8080]).unwrap();
+    maps.set_ports(&[80, 8080], &[443]).unwrap();
 
     let methods = [
         "none",

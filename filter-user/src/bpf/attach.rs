@@ -13,7 +13,7 @@ use aya::{
     },
 };
 use aya_obj::programs::XdpAttachType;
-use filter_common::{Addr, AllowEntry, BlockEntry, PROGRAM_NAME, capacity, maps};
+use filter_common::{LAYOUT, MapKind, PROGRAM_NAME};
 
 use super::pins::{Pins, PinsError};
 
@@ -100,46 +100,17 @@ pub enum Adoption {
     Upgraded,
 }
 
-/// Expected shape of each pinned map: name, type, key size, value size, max entries.
-const LAYOUT: [(&str, MapType, usize, usize, u32); 7] = [
-    (
-        maps::ALLOW,
-        MapType::LpmTrie,
-        4 + size_of::<Addr>(),
-        size_of::<AllowEntry>(),
-        capacity::ALLOW,
-    ),
-    (
-        maps::BLOCK_EXACT,
-        MapType::Hash,
-        size_of::<Addr>(),
-        size_of::<BlockEntry>(),
-        capacity::BLOCK_EXACT,
-    ),
-    (
-        maps::BLOCK_PREFIX,
-        MapType::LpmTrie,
-        4 + size_of::<Addr>(),
-        size_of::<BlockEntry>(),
-        capacity::BLOCK_PREFIX,
-    ),
-    (
-        maps::COUNTERS,
-        MapType::PerCpuArray,
-        4,
-        8,
-        capacity::COUNTERS,
-    ),
-    (maps::CONFIG, MapType::Array, 4, 4, capacity::CONFIG),
-    (maps::PORTS, MapType::Hash, 2, 4, capacity::PORTS),
-    (
-        maps::SAMPLES,
-        MapType::RingBuf,
-        0,
-        0,
-        capacity::SAMPLES_BYTES,
-    ),
-];
+/// The kernel map type of a layout entry.
+#[must_use]
+pub fn map_type(kind: MapKind) -> MapType {
+    match kind {
+        MapKind::Hash => MapType::Hash,
+        MapKind::Array => MapType::Array,
+        MapKind::PerCpuArray => MapType::PerCpuArray,
+        MapKind::LpmTrie => MapType::LpmTrie,
+        MapKind::RingBuf => MapType::RingBuf,
+    }
+}
 
 /// Loads the program and its maps into the pins unless they are already there, and checks the
 /// pinned layout. When a program is pinned but differs from this binary's (an upgrade with the
@@ -227,8 +198,8 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
 
 /// Compares every pinned map with the layout this binary was built with.
 pub fn check_layout(pins: &Pins) -> Result<(), AttachError> {
-    for (name, map_type, key, value, max) in LAYOUT {
-        let path = pins.map(name);
+    for spec in LAYOUT {
+        let path = pins.map(spec.name);
         let data = MapData::from_pin(&path).map_err(|source| AttachError::Map {
             path: path.clone(),
             source,
@@ -243,10 +214,17 @@ pub fn check_layout(pins: &Pins) -> Result<(), AttachError> {
         })?;
         let found = (
             found_type,
-            info.key_size() as usize,
-            info.value_size() as usize,
+            info.key_size(),
+            info.value_size(),
             info.max_entries(),
         );
+        let (map_type, key, value, max) = (
+            map_type(spec.kind),
+            spec.key_size,
+            spec.value_size,
+            spec.max_entries,
+        );
+        let name = spec.name;
         if found != (map_type, key, value, max) {
             return Err(AttachError::LayoutMismatch {
                 name,
@@ -459,4 +437,49 @@ pub fn reattach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Adoption, Att
         })?;
     }
     attach(pins, iface, mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract between the embedded object and this binary, checked without root: every
+    /// map of filter-common's layout exists in the object with its type, sizes and capacity,
+    /// and the object has no map the layout does not know.
+    #[test]
+    fn the_embedded_object_defines_exactly_the_shared_layout() {
+        let object = aya_obj::Object::parse(super::super::ebpf::FILTER).expect("parse the object");
+        for spec in LAYOUT {
+            let map = object
+                .maps
+                .get(spec.name)
+                .unwrap_or_else(|| panic!("map {} missing from the object", spec.name));
+            let kernel_type = map_type(spec.kind) as u32;
+            assert_eq!(map.map_type(), kernel_type, "{}: type", spec.name);
+            assert_eq!(map.key_size(), spec.key_size, "{}: key size", spec.name);
+            assert_eq!(
+                map.value_size(),
+                spec.value_size,
+                "{}: value size",
+                spec.name
+            );
+            assert_eq!(
+                map.max_entries(),
+                spec.max_entries,
+                "{}: max_entries",
+                spec.name
+            );
+        }
+        let mut extra: Vec<&String> = object
+            .maps
+            .keys()
+            .filter(|name| !name.starts_with('.') && LAYOUT.iter().all(|s| s.name != *name))
+            .collect();
+        extra.sort();
+        assert!(extra.is_empty(), "maps outside the layout: {extra:?}");
+        assert!(
+            object.programs.contains_key(PROGRAM_NAME),
+            "program {PROGRAM_NAME} missing"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use aya::maps::{
 };
 use filter_common::{
     Addr, AllowEntry, BlockEntry, MAX_SHADOWED_PREFIXES, REASON_TEXT_LEN, capacity, config,
-    counter, maps,
+    counter, maps, port_kind,
 };
 
 use super::pins::Pins;
@@ -337,29 +337,46 @@ impl Maps {
         Ok(self.setting(config::MONITOR)? != 0)
     }
 
-    /// The protected ports.
-    pub fn ports(&self) -> Result<Vec<u16>, MapsError> {
-        let mut ports: Vec<u16> = self
-            .ports
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err("iterate", maps::PORTS))?;
+    /// The protected ports of one kind ([`filter_common::port_kind`]), sorted.
+    pub fn ports(&self, kind: u32) -> Result<Vec<u16>, MapsError> {
+        let mut ports = Vec::new();
+        for item in self.ports.iter() {
+            let (port, flags) = item.map_err(map_err("iterate", maps::PORTS))?;
+            if flags & kind != 0 {
+                ports.push(port);
+            }
+        }
         ports.sort_unstable();
         Ok(ports)
     }
 
-    /// Replaces the protected ports.
-    pub fn set_ports(&mut self, wanted: &[u16]) -> Result<(), MapsError> {
-        for port in self.ports()? {
-            if !wanted.contains(&port) {
+    /// Replaces the protected ports: plaintext HTTP ports and TLS ports (a port may be both).
+    pub fn set_ports(&mut self, http: &[u16], tls: &[u16]) -> Result<(), MapsError> {
+        let flags = |port: u16| {
+            let mut f = 0;
+            if http.contains(&port) {
+                f |= port_kind::HTTP;
+            }
+            if tls.contains(&port) {
+                f |= port_kind::TLS;
+            }
+            f
+        };
+        let existing: Vec<u16> = self
+            .ports
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err("iterate", maps::PORTS))?;
+        for port in existing {
+            if flags(port) == 0 {
                 self.ports
                     .remove(&port)
                     .map_err(map_err("remove", maps::PORTS))?;
             }
         }
-        for port in wanted {
+        for port in http.iter().chain(tls) {
             self.ports
-                .insert(port, &1, 0)
+                .insert(port, &flags(*port), 0)
                 .map_err(write_err(maps::PORTS, capacity::PORTS))?;
         }
         Ok(())

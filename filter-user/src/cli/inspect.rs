@@ -4,7 +4,7 @@
 use std::{net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result};
-use filter_common::{capacity, config, counter};
+use filter_common::{capacity, config, counter, port_kind};
 use serde_json::json;
 
 use super::{
@@ -67,7 +67,8 @@ pub(super) fn status(pins: &Pins, json: bool) -> Result<()> {
         "program_id": program_id,
         "interfaces": interfaces,
         "mode": mode,
-        "ports": maps.ports()?,
+        "ports": maps.ports(port_kind::HTTP)?,
+        "tls_ports": maps.ports(port_kind::TLS)?,
         "sample_every": sample_every,
         "maps": {
             "block_exact": { "entries": exact, "capacity": capacity::BLOCK_EXACT },
@@ -99,7 +100,8 @@ pub(super) fn status(pins: &Pins, json: bool) -> Result<()> {
             );
         }
         println!("mode          {mode}");
-        println!("ports         {:?}", maps.ports()?);
+        println!("ports         {:?}", maps.ports(port_kind::HTTP)?);
+        println!("tls ports     {:?}", maps.ports(port_kind::TLS)?);
         println!("sample every  {sample_every}");
         println!("block exact   {exact} / {}", capacity::BLOCK_EXACT);
         println!("block prefix  {prefix} / {}", capacity::BLOCK_PREFIX);

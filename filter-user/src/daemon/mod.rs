@@ -433,7 +433,7 @@ impl Daemon {
         previous_allow: &[Target],
     ) -> Result<()> {
         let _lock = self.pins.lock()?;
-        self.maps.set_ports(&settings.ports)?;
+        self.maps.set_ports(&settings.ports, &[])?;
         self.maps
             .set_setting(config::SAMPLE_BYTES, settings.payload_bytes)?;
         self.maps
