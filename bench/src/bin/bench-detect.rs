@@ -45,6 +45,8 @@ fn sample(src: IpAddr, t_ns: u64, path: &str) -> SampleRecord {
         src,
         weight: 1,
         captured_len: n,
+        payload_len: n,
+        tls_hello: false,
         payload,
     }
 }

@@ -430,6 +430,10 @@ mod tests {
             host: request.host,
             user_agent: request.user_agent,
             sensor: crate::sensor::Sensor::Kernel,
+            signal: crate::sensor::Signal::Requests,
+            status: None,
+            upstream_secs: None,
+            protocol: None,
         })
     }
 
@@ -544,6 +548,10 @@ mod tests {
             host: r.host,
             user_agent: r.user_agent,
             sensor: crate::sensor::Sensor::Kernel,
+            signal: crate::sensor::Signal::Requests,
+            status: None,
+            upstream_secs: None,
+            protocol: None,
         }
     }
 }

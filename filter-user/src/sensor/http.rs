@@ -58,6 +58,49 @@ pub fn parse_request<'a>(
     })
 }
 
+/// How many requests a segment carries: the request heads complete in the captured bytes
+/// (each ends with an empty line), plus one for a head cut by the capture. When the capture
+/// is shorter than the segment and it holds at least two complete heads followed directly by
+/// the start of another (pipelining), the rest of the segment is assumed to hold requests of
+/// the same average size (pipelining clients send alike requests): the count is then
+/// `segment length / average head length`. A request with a body is not extrapolated from:
+/// its body is not a head. At least 1.
+#[must_use]
+pub fn requests_in(captured: &[u8], segment_len: usize) -> u32 {
+    let mut complete = 0u32;
+    let mut end_of_last = 0usize;
+    let mut i = 0;
+    while i + 4 <= captured.len() {
+        if &captured[i..i + 4] == b"\r\n\r\n" {
+            complete += 1;
+            end_of_last = i + 4;
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+    if complete == 0 {
+        return 1;
+    }
+    let trailing = captured.len() > end_of_last && starts_with_method(&captured[end_of_last..]);
+    let cut = captured.len() < segment_len;
+    if !cut || complete < 2 || !trailing {
+        return complete + u32::from(trailing);
+    }
+    let average = end_of_last / complete as usize;
+    let estimate = segment_len / average.max(1);
+    u32::try_from(estimate.max(complete as usize)).unwrap_or(u32::MAX)
+}
+
+fn starts_with_method(bytes: &[u8]) -> bool {
+    filter_common::HTTP_METHODS
+        .iter()
+        .any(|m| bytes.len() >= m.len() && &bytes[..m.len()] == *m)
+        || filter_common::HTTP_METHODS
+            .iter()
+            .any(|m| bytes.len() < m.len() && m.starts_with(bytes))
+}
+
 fn parse_request_line(head: &[u8]) -> Option<RequestStart<'_>> {
     let line = head.split(|b| *b == b'\n').next()?;
     let line = std::str::from_utf8(line).ok()?.trim_end();
@@ -117,6 +160,27 @@ mod tests {
         );
         let r = parse(b"GET / HTTP/1.1\r\n").unwrap();
         assert_eq!(r.1, "/");
+    }
+
+    #[test]
+    fn pipelined_requests_are_counted_and_extrapolated() {
+        let one = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(requests_in(one, one.len()), 1);
+        let three: Vec<u8> = one.repeat(3);
+        assert_eq!(requests_in(&three, three.len()), 3);
+        // 30 pipelined requests in one segment, the sample cut at 256 bytes.
+        let thirty: Vec<u8> = one.repeat(30);
+        let n = requests_in(&thirty[..256], thirty.len());
+        assert_eq!(n, 30, "{n}");
+        // A POST with a body counts once; a half head at the end of a complete capture counts.
+        let post = b"POST /l HTTP/1.1\r\nContent-Length: 5\r\n\r\nu=abc";
+        assert_eq!(requests_in(post, post.len()), 1);
+        assert_eq!(requests_in(post, 1400), 1, "an upload is one request");
+        let mut tail = one.to_vec();
+        tail.extend_from_slice(b"GET /b HT");
+        assert_eq!(requests_in(&tail, tail.len()), 2);
+        assert_eq!(requests_in(b"GET / HTTP/1.1\r\nHost", 4000), 1);
+        assert_eq!(requests_in(b"", 0), 1);
     }
 
     #[test]

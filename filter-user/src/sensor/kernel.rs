@@ -5,10 +5,13 @@
 use std::net::IpAddr;
 
 use aya::maps::{Map, MapData, RingBuf};
-use filter_common::{SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample, maps};
+use filter_common::{SAMPLE_FLAG_TLS_HELLO, SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample, maps};
 use tokio::io::unix::AsyncFd;
 
-use super::{RequestEvent, Sensor, http::parse_request};
+use super::{
+    RequestEvent, Sensor, Signal,
+    http::{parse_request, requests_in},
+};
 use crate::{bpf::pins::Pins, target::canonical};
 
 /// Samples handed over per drain, so that one busy ring cannot starve the rest of the loop.
@@ -25,6 +28,10 @@ pub struct SampleRecord {
     pub weight: u32,
     /// Valid payload bytes.
     pub captured_len: usize,
+    /// TCP payload length of the segment (≥ `captured_len`).
+    pub payload_len: usize,
+    /// The segment starts a TLS ClientHello (else an HTTP/1.x request start).
+    pub tls_hello: bool,
     /// Payload prefix.
     pub payload: [u8; SAMPLE_PAYLOAD_MAX],
 }
@@ -49,6 +56,8 @@ impl SampleRecord {
             src,
             weight: raw.sample_every.max(1),
             captured_len: usize::from(raw.captured_len).min(SAMPLE_PAYLOAD_MAX),
+            payload_len: usize::from(raw.payload_len),
+            tls_hello: raw.flags & SAMPLE_FLAG_TLS_HELLO != 0,
             payload: raw.payload,
         })
     }
@@ -59,23 +68,45 @@ impl SampleRecord {
         &self.payload[..self.captured_len]
     }
 
-    /// The request event this sample is evidence of; `None` when the payload is not a
-    /// parseable request start. `scratch` holds the parsed text the event borrows.
+    /// The event this sample is evidence of; `None` when the payload is not a parseable
+    /// request start. `scratch` holds the parsed text the event borrows. A segment carrying
+    /// several pipelined requests stands for all of them (see [`requests_in`]).
     #[must_use]
     pub fn event<'a>(
         &self,
         scratch: &'a mut [u8; SAMPLE_PAYLOAD_MAX + 2],
     ) -> Option<RequestEvent<'a>> {
+        if self.tls_hello {
+            return Some(RequestEvent {
+                src: self.src,
+                time_ns: self.ktime_ns,
+                weight: self.weight,
+                method: "",
+                path: "",
+                host: None,
+                user_agent: None,
+                sensor: Sensor::Kernel,
+                signal: Signal::TlsHandshakes,
+                status: None,
+                upstream_secs: None,
+                protocol: None,
+            });
+        }
+        let requests = requests_in(self.payload(), self.payload_len);
         let request = parse_request(self.payload(), scratch)?;
         Some(RequestEvent {
             src: self.src,
             time_ns: self.ktime_ns,
-            weight: self.weight,
+            weight: self.weight.saturating_mul(requests),
             method: request.method,
             path: request.path,
             host: request.host,
             user_agent: request.user_agent,
             sensor: Sensor::Kernel,
+            signal: Signal::Requests,
+            status: None,
+            upstream_secs: None,
+            protocol: None,
         })
     }
 }

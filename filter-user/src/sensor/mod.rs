@@ -4,6 +4,8 @@
 
 pub mod http;
 pub mod kernel;
+pub mod proxy;
+pub mod proxy_format;
 
 use std::net::IpAddr;
 
@@ -11,8 +13,32 @@ use std::net::IpAddr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sensor {
-    /// A plaintext request start sampled by XDP on a verified (established) connection.
+    /// XDP, on a verified (established) connection: plaintext request starts, TLS
+    /// ClientHellos.
     Kernel,
+    /// The TLS-terminating proxy's request feed: every request, inside TLS too.
+    Proxy,
+}
+
+impl Sensor {
+    /// The metrics label.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::Proxy => "proxy",
+        }
+    }
+}
+
+/// What an event counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// HTTP requests.
+    Requests,
+    /// TLS handshakes begun (ClientHellos) on an established connection.
+    TlsHandshakes,
 }
 
 /// One piece of request evidence: who sent what, when, standing for how many requests.
@@ -34,4 +60,12 @@ pub struct RequestEvent<'a> {
     pub user_agent: Option<&'a str>,
     /// Where it came from.
     pub sensor: Sensor,
+    /// What it counts.
+    pub signal: Signal,
+    /// Response status, when the sensor knows it (the proxy).
+    pub status: Option<u16>,
+    /// Seconds the backend spent on it, when the sensor knows it (the proxy).
+    pub upstream_secs: Option<f64>,
+    /// `HTTP/1.1`, `HTTP/2.0`, `HTTP/3.0`, when the sensor knows it.
+    pub protocol: Option<&'a str>,
 }
