@@ -191,20 +191,34 @@ impl Testbed {
     /// `location /`; waits until it answers.
     #[must_use]
     pub fn start_nginx_with(&self, http_extra: &str, location: &str) -> Nginx {
+        self.start_nginx_full("", http_extra, &format!("location / {{ {location} }}"))
+    }
+
+    /// Starts nginx with extra main-context directives, extra `http` directives and the
+    /// location blocks of the port-80 server; waits until it answers.
+    #[must_use]
+    pub fn start_nginx_full(&self, main_extra: &str, http_extra: &str, locations: &str) -> Nginx {
         let dir = std::env::temp_dir().join(unique("fg-nginx-"));
         std::fs::create_dir_all(&dir).expect("nginx dir");
+        // The workers (www-data) write their temp files there too.
+        sh(&["chmod", "0755", dir.to_str().expect("utf-8")]);
         let conf = dir.join("nginx.conf");
         let d = dir.display();
+        let access_log = if http_extra.contains("access_log") {
+            ""
+        } else {
+            "access_log off;"
+        };
         std::fs::write(
             &conf,
             format!(
-                "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n{main_extra}\n\
                  events {{ worker_connections 8192; }}\n\
-                 http {{ access_log off; keepalive_requests 100000;\n\
+                 http {{ {access_log} keepalive_requests 100000;\n\
                    client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;\n\
                    uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n{http_extra}\n\
                    server {{ listen {SERVER_V4}:80 backlog=4096; listen [{SERVER_V6}]:80 backlog=4096;\n\
-                     location / {{ {location} }} }} }}\n"
+                     {locations} }} }}\n"
             ),
         )
         .expect("write nginx.conf");

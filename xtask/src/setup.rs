@@ -14,7 +14,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM major of the pinned toolchain, i.e. bpf-linker's `llvm-N` feature.
 const LLVM_MAJOR: &str = "23";
 /// Debian packages the build, tests, benchmarks and load test use.
-const APT_PACKAGES: [&str; 14] = [
+const APT_PACKAGES: [&str; 18] = [
     "iproute2",
     "util-linux",
     "curl",
@@ -29,6 +29,10 @@ const APT_PACKAGES: [&str; 14] = [
     "nftables",
     "ipset",
     "ethtool",
+    "openssl",
+    "haproxy",
+    "nghttp2-client",
+    "slowhttptest",
 ];
 
 /// What later steps need from setup.
@@ -123,10 +127,12 @@ fn apt_packages() -> Result<()> {
             missing.join(" ")
         );
     }
-    // Debian starts nginx on install; the tests start their own instances in namespaces.
-    let _ = Command::new("systemctl")
-        .args(["disable", "--now", "nginx"])
-        .output();
+    // Debian starts nginx and HAProxy on install; the tests start their own in namespaces.
+    for unit in ["nginx", "haproxy"] {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", unit])
+            .output();
+    }
     Ok(())
 }
 
