@@ -135,6 +135,16 @@ impl Testbed {
         self.start_nginx_full("user www-data;", &http_extra, LOCATIONS)
     }
 
+    /// nginx on 80 and as a backend on 127.0.0.1:8081 only (behind HAProxy), as www-data.
+    #[must_use]
+    pub fn start_backend_nginx(&self) -> Nginx {
+        let backend = format!(
+            "server {{ listen 127.0.0.1:{}; {LOCATIONS} }}\n",
+            port::BACKEND
+        );
+        self.start_nginx_full("user www-data;", &backend, LOCATIONS)
+    }
+
     /// HAProxy terminating TLS on 443 (HTTP/2 and HTTP/1.1 by ALPN), in front of nginx's
     /// backend listener, writing the request feed with the lines of
     /// `floodgate proxy-snippet haproxy`. Runs as the haproxy user.
