@@ -5,12 +5,15 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    time::Duration,
+    time::Duration as StdDuration,
 };
 
 use serde::Deserialize;
 
-use crate::{clock::parse_duration, target::Target};
+mod duration;
+
+pub use self::duration::{Duration, DurationError};
+use crate::target::Target;
 
 /// Default configuration path.
 pub const DEFAULT_PATH: &str = "/etc/floodgate/floodgate.toml";
@@ -394,13 +397,13 @@ pub struct Rule {
     /// Threshold in requests per second.
     pub threshold_rps: f64,
     /// Window.
-    pub window: Duration,
+    pub window: StdDuration,
     /// Minimum verified samples.
     pub min_samples: u32,
     /// True: block; false: monitor only.
     pub block: bool,
     /// First-offence TTL.
-    pub ttl: Duration,
+    pub ttl: StdDuration,
 }
 
 /// The validated configuration the daemon runs with.
@@ -425,7 +428,7 @@ pub struct Settings {
     /// Rate state cap.
     pub max_tracked: usize,
     /// Sweep interval.
-    pub sweep_interval: Duration,
+    pub sweep_interval: StdDuration,
     /// Metrics listen address (None: off).
     pub metrics_listen: Option<SocketAddr>,
     /// Log level.
@@ -439,19 +442,19 @@ pub struct Settings {
     /// TTL escalation factor.
     pub escalation_factor: f64,
     /// TTL ceiling.
-    pub max_ttl: Duration,
+    pub max_ttl: StdDuration,
     /// Offence memory.
-    pub offence_memory: Duration,
+    pub offence_memory: StdDuration,
     /// Aggregation threshold (0: off).
     pub aggregate_min: usize,
     /// Aggregation period.
-    pub aggregate_period: Duration,
+    pub aggregate_period: StdDuration,
     /// Aggregation prefix lengths.
     pub aggregate_v4: u8,
     /// IPv6 aggregation prefix length.
     pub aggregate_v6: u8,
     /// Prefix block TTL.
-    pub aggregate_ttl: Duration,
+    pub aggregate_ttl: StdDuration,
     /// Widest IPv4 prefix the daemon may block.
     pub guard_max_prefix_v4: u8,
     /// Widest IPv6 prefix the daemon may block.
@@ -459,7 +462,7 @@ pub struct Settings {
     /// Largest share of recent legitimate clients a prefix block may cover.
     pub guard_max_legit_share: f64,
     /// How long a client counts as recently seen.
-    pub guard_window: Duration,
+    pub guard_window: StdDuration,
 }
 
 /// Loads and validates a file (refusing one writable by group or others).
@@ -494,8 +497,11 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
         key: key.into(),
         problem,
     };
-    let duration =
-        |key: &str, text: &str| parse_duration(text).map_err(|e| invalid(key, e.to_string()));
+    let duration = |key: &str, text: &str| {
+        text.parse::<Duration>()
+            .map(|d| d.0)
+            .map_err(|e| invalid(key, e.to_string()))
+    };
     let skb = match c.filter.attach_mode.as_str() {
         "driver" => false,
         "skb" => true,
@@ -537,7 +543,7 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
         ));
     }
     let sweep_interval = duration("state.sweep_interval", &c.state.sweep_interval)?;
-    if sweep_interval < Duration::from_millis(100) {
+    if sweep_interval < StdDuration::from_millis(100) {
         return Err(invalid(
             "state.sweep_interval",
             "must be at least 100ms".into(),
@@ -610,7 +616,7 @@ fn validate(c: &Config, origin: &str) -> Result<Settings, ConfigError> {
             ));
         }
         let window = duration(&at("window"), &r.window)?;
-        if window < Duration::from_millis(100) || window > Duration::from_secs(3600) {
+        if window < StdDuration::from_millis(100) || window > StdDuration::from_secs(3600) {
             return Err(invalid(&at("window"), "must be 100ms..=1h".into()));
         }
         let block = match r.action.as_str() {
