@@ -23,6 +23,20 @@ pub struct DurationError {
     pub input: String,
 }
 
+impl Duration {
+    /// `secs` seconds.
+    #[must_use]
+    pub(crate) const fn from_secs(secs: u64) -> Self {
+        Self(std::time::Duration::from_secs(secs))
+    }
+
+    /// `ms` milliseconds.
+    #[must_use]
+    pub(crate) const fn from_millis(ms: u64) -> Self {
+        Self(std::time::Duration::from_millis(ms))
+    }
+}
+
 impl FromStr for Duration {
     type Err = DurationError;
 
