@@ -1,6 +1,84 @@
-//! Typed values, and errors that name their key.
+//! The documented default file against the code, and errors that name their key.
 
 use super::*;
+
+#[test]
+fn the_default_file_is_exactly_the_builtin_default() {
+    let parsed = parse(DEFAULT_TOML, "default-config.toml").unwrap();
+    assert_eq!(parsed, Settings::default());
+    assert_eq!(parse("", "empty").unwrap(), Settings::default());
+}
+
+/// The sections of the default file, and `[[rules]]` standing for every rule.
+const SECTIONS: [&str; 10] = [
+    "",
+    "filter",
+    "sampling",
+    "state",
+    "metrics",
+    "log",
+    "control",
+    "escalation",
+    "aggregation",
+    "guard",
+];
+
+/// The keys serde accepts at `section`: its message for an unknown key lists them.
+fn known_keys(header: &str) -> Vec<String> {
+    let err = parse(&format!("{header}\nno_such_key = 1\n"), "t").unwrap_err();
+    let message = err.to_string();
+    let (_, expected) = message
+        .split_once("expected")
+        .unwrap_or_else(|| panic!("{message}"));
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_default_file_shows_every_key() {
+    let file: toml::Table = toml::from_str(DEFAULT_TOML).unwrap();
+    for section in SECTIONS {
+        let (header, table) = if section.is_empty() {
+            (String::new(), &file)
+        } else {
+            let table = file[section].as_table().expect(section);
+            (format!("[{section}]"), table)
+        };
+        for key in known_keys(&header) {
+            assert!(
+                table.contains_key(&key),
+                "[{section}] {key} is not in the file"
+            );
+        }
+    }
+    let rule = file["rules"].as_array().unwrap()[0].as_table().unwrap();
+    for key in known_keys("[[rules]]\nname = \"x\"") {
+        assert!(
+            rule.contains_key(&key),
+            "[[rules]] {key} is not in the file"
+        );
+    }
+}
+
+#[test]
+fn every_key_in_the_default_file_is_documented() {
+    // A key is documented when a comment comes before it, with only keys and table headers
+    // in between (one comment may explain a group of keys).
+    let mut documented = false;
+    for line in DEFAULT_TOML.lines().map(str::trim) {
+        if line.starts_with('#') {
+            documented = true;
+        } else if line.is_empty() {
+            documented = false;
+        } else if !line.starts_with('[') {
+            assert!(documented, "undocumented: {line}");
+        }
+    }
+}
 
 #[test]
 fn a_file_without_rules_gets_the_default_rule() {
