@@ -12,8 +12,7 @@ use clap::Parser as _;
 use filter_user::{
     bpf::{attach::AttachError, maps::MapsError, pins::PinsError},
     cli::{Unprotected, args::Cli, dispatch},
-    clock::DurationError,
-    config::ConfigError,
+    config::{ConfigError, DurationError},
     control::ClientError,
     target::TargetError,
 };

@@ -2,7 +2,7 @@
 //! panic; what parses must round-trip.
 #![no_main]
 
-use filter_user::{clock::parse_duration, target::Target};
+use filter_user::{config::Duration, target::Target};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(target.to_string().parse::<Target>().ok(), Some(target));
         assert_eq!(Target::from_key(target.key(), target.key_len()), target);
     }
-    let _ = parse_duration(text);
+    let _ = text.parse::<Duration>();
 });

@@ -183,6 +183,6 @@ pub enum Mode {
     Monitor,
 }
 
-fn parse_ttl(text: &str) -> Result<std::time::Duration, crate::clock::DurationError> {
-    crate::clock::parse_duration(text)
+fn parse_ttl(text: &str) -> Result<std::time::Duration, crate::config::DurationError> {
+    text.parse::<crate::config::Duration>().map(|d| d.0)
 }

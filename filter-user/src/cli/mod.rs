@@ -65,7 +65,7 @@ fn socket(flag: Option<&std::path::Path>) -> std::path::PathBuf {
             return None;
         }
         match crate::config::load_file(path) {
-            Ok(settings) => Some(settings.control_socket),
+            Ok(settings) => Some(settings.control.socket),
             Err(err) => {
                 log::warn!("{err}; using the default control socket");
                 None
@@ -88,7 +88,7 @@ fn check_config(file: Option<std::path::PathBuf>) -> Result<()> {
         path.display(),
         settings.rules.len(),
         settings.allow.len(),
-        settings.ports
+        settings.filter.ports
     );
     Ok(())
 }

@@ -32,7 +32,7 @@ use crate::{
     },
     cli::args::RunArgs,
     clock::{format_duration, monotonic_ns},
-    config::{self as cfg, Settings},
+    config::{self as cfg, AttachMode, Settings},
     control::{DecisionView, Reply, Request, RuleRate, StatusReply, TalkerRow, TopReply, WhyReply},
     detect::{Detector, rate::RateTable},
     enforce::{Decision, guard, writer::MapWriter, writer::Written},
@@ -74,8 +74,8 @@ pub fn run(pins: &Pins, args: RunArgs) -> Result<()> {
     };
     let mut settings = source.load()?;
     apply_overrides(&mut settings, &args)?;
-    crate::logging::init(settings.log_level);
-    if settings.interfaces.is_empty() {
+    crate::logging::init(settings.log.level);
+    if settings.filter.interfaces.is_empty() {
         bail!(
             "no interface to protect: pass --iface IF or set filter.interfaces in the configuration"
         );
@@ -95,13 +95,13 @@ pub fn run(pins: &Pins, args: RunArgs) -> Result<()> {
 
 fn apply_overrides(settings: &mut Settings, args: &RunArgs) -> Result<()> {
     if !args.ifaces.is_empty() {
-        settings.interfaces.clone_from(&args.ifaces);
+        settings.filter.interfaces.clone_from(&args.ifaces);
     }
     if args.skb {
-        settings.skb = true;
+        settings.filter.attach_mode = AttachMode::Skb;
     }
     if let Some(listen) = &args.metrics_listen {
-        settings.metrics_listen = match listen.as_str() {
+        settings.metrics.listen = match listen.as_str() {
             "off" => None,
             text => Some(text.parse().with_context(|| {
                 format!("--metrics-listen: '{text}' is not address:port or off")
@@ -109,7 +109,7 @@ fn apply_overrides(settings: &mut Settings, args: &RunArgs) -> Result<()> {
         };
     }
     if let Some(socket) = &args.control_socket {
-        settings.control_socket.clone_from(socket);
+        settings.control.socket.clone_from(socket);
     }
     Ok(())
 }
@@ -120,9 +120,9 @@ fn load_and_attach(pins: &Pins, settings: &Settings) -> Result<()> {
     let _lock = pins.lock()?;
     let loaded = attach::ensure_loaded(pins)?;
     log::info!("program {loaded:?} under {}", pins.layout_dir().display());
-    let mode = attach::mode(settings.skb);
-    for iface in &settings.interfaces {
-        if settings.wait_for_interfaces && attach::interface_index(iface).is_none() {
+    let mode = attach::mode(settings.filter.attach_mode == AttachMode::Skb);
+    for iface in &settings.filter.interfaces {
+        if settings.filter.wait_for_interfaces && attach::interface_index(iface).is_none() {
             log::warn!(
                 "{iface}: no such interface yet; waiting for it (filter.wait_for_interfaces)"
             );
@@ -174,11 +174,11 @@ impl Daemon {
         let sample_every = maps.setting(config::SAMPLE_EVERY)?.max(1);
         let last_starts = maps.counters()?[counter::REQUEST_STARTS as usize];
         let kernel = KernelSensor::open(&pins)?;
-        if let Some(listen) = settings.metrics_listen {
+        if let Some(listen) = settings.metrics.listen {
             m::install(listen)?;
             log::info!("metrics on http://{listen}/metrics");
         }
-        let listener = control::bind(&settings.control_socket)?;
+        let listener = control::bind(&settings.control.socket)?;
         let (tx, calls) = mpsc::channel(64);
         tokio::spawn(control::serve(listener, tx));
         let link_events = match LinkEvents::open() {
@@ -190,7 +190,10 @@ impl Daemon {
                 None
             }
         };
-        let mut interfaces = Interfaces::new(&settings.interfaces, attach::mode(settings.skb));
+        let mut interfaces = Interfaces::new(
+            &settings.filter.interfaces,
+            attach::mode(settings.filter.attach_mode == AttachMode::Skb),
+        );
         interfaces.check(&pins);
         let detector = Detector::new(&settings);
         let mut daemon = Self {
@@ -221,11 +224,11 @@ impl Daemon {
         let mut hup = signal(SignalKind::hangup())?;
         // Ready only once the signal handlers exist: a reload (SIGHUP) sent right after READY=1
         // must reload, not kill the daemon with the default action.
-        let interfaces = self.settings.interfaces.join(", ");
+        let interfaces = self.settings.filter.interfaces.join(", ");
         notify(&format!("READY=1\nSTATUS=protecting {interfaces}"));
         log::info!(
             "ready: protecting {interfaces} (ports {:?})",
-            self.settings.ports
+            self.settings.filter.ports
         );
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -333,7 +336,7 @@ impl Daemon {
                 return;
             }
         }
-        if self.settings.reset_connections {
+        if self.settings.filter.reset_connections {
             reset_connections(d.target);
         }
         let latency = monotonic_ns().saturating_sub(d.crossed_ns) as f64 / 1e9;
@@ -383,7 +386,7 @@ impl Daemon {
         ::metrics::gauge!(m::TRACKED).set(self.detector.tracked() as f64);
         ::metrics::gauge!(m::TRACKED_BYTES_PER_KEY).set(RateTable::bytes_per_key() as f64);
         ::metrics::gauge!(m::MEMORY).set(m::resident_bytes() as f64);
-        if self.last_sweep.elapsed() >= self.settings.sweep_interval {
+        if self.last_sweep.elapsed() >= self.settings.state.sweep_interval.0 {
             self.last_sweep = Instant::now();
             self.sweep(now);
         }
@@ -394,7 +397,7 @@ impl Daemon {
     /// Keeps samples per second under the budget: N = ceil(request starts per second / budget).
     fn adapt_sampling(&mut self, starts: u64, elapsed: Duration) {
         let per_sec = starts as f64 / elapsed.as_secs_f64().max(0.001);
-        let wanted = (per_sec / f64::from(self.settings.sample_budget))
+        let wanted = (per_sec / f64::from(self.settings.sampling.budget_per_sec))
             .ceil()
             .clamp(1.0, f64::from(MAX_SAMPLE_EVERY)) as u32;
         if wanted != self.sample_every {
@@ -433,11 +436,11 @@ impl Daemon {
         previous_allow: &[Target],
     ) -> Result<()> {
         let _lock = self.pins.lock()?;
-        self.maps.set_ports(&settings.ports, &[])?;
+        self.maps.set_ports(&settings.filter.ports, &[])?;
         self.maps
-            .set_setting(config::SAMPLE_BYTES, settings.payload_bytes)?;
+            .set_setting(config::SAMPLE_BYTES, settings.sampling.payload_bytes)?;
         self.maps
-            .set_setting(config::MONITOR, u32::from(settings.monitor))?;
+            .set_setting(config::MONITOR, u32::from(settings.filter.monitor))?;
         for gone in previous_allow
             .iter()
             .filter(|t| !settings.allow.contains(t))
@@ -455,10 +458,12 @@ impl Daemon {
         match self.source.load() {
             Ok(mut new) => {
                 // Interfaces and listeners are fixed at start; everything else applies now.
-                new.interfaces.clone_from(&self.settings.interfaces);
-                new.skb = self.settings.skb;
-                new.metrics_listen = self.settings.metrics_listen;
-                new.control_socket.clone_from(&self.settings.control_socket);
+                new.filter
+                    .interfaces
+                    .clone_from(&self.settings.filter.interfaces);
+                new.filter.attach_mode = self.settings.filter.attach_mode;
+                new.metrics.listen = self.settings.metrics.listen;
+                new.control.socket.clone_from(&self.settings.control.socket);
                 let previous_allow = self.settings.allow.clone();
                 match self.apply_kernel_settings(&new, &previous_allow) {
                     Ok(()) => {
@@ -467,7 +472,7 @@ impl Daemon {
                             "reloaded {:?}: {} rules, ports {:?}",
                             self.source,
                             new.rules.len(),
-                            new.ports
+                            new.filter.ports
                         );
                         self.settings = new;
                     }
@@ -565,7 +570,7 @@ impl Daemon {
 
     fn stop(&mut self) {
         notify("STOPPING=1");
-        let _ = std::fs::remove_file(&self.settings.control_socket);
+        let _ = std::fs::remove_file(&self.settings.control.socket);
         if self.detach_on_exit {
             let detached = self
                 .pins

@@ -12,7 +12,7 @@ use std::{
 pub mod rate;
 
 use crate::{
-    config::{Rule, RuleKey, Settings},
+    config::{Action, Rule, RuleKey, Settings},
     enforce::{Decision, Origin},
     sensor::RequestEvent,
     target::{Target, ip_key},
@@ -71,7 +71,7 @@ impl Detector {
     pub fn new(settings: &Settings) -> Self {
         Self {
             rules: settings.rules.clone(),
-            table: RateTable::new(settings.max_tracked),
+            table: RateTable::new(settings.state.max_tracked),
             decided: HashMap::new(),
             offences: HashMap::new(),
             aggregates: HashMap::new(),
@@ -87,8 +87,8 @@ impl Detector {
     /// are unchanged, reset otherwise (rule indices may have moved); decisions stay in the maps.
     pub fn reconfigure(&mut self, settings: &Settings) {
         let same_rules = self.rules == settings.rules;
-        if !same_rules || settings.max_tracked != self.settings.max_tracked {
-            self.table = RateTable::new(settings.max_tracked);
+        if !same_rules || settings.state.max_tracked != self.settings.state.max_tracked {
+            self.table = RateTable::new(settings.state.max_tracked);
         }
         self.rules = settings.rules.clone();
         self.settings = settings.clone();
@@ -137,7 +137,7 @@ impl Detector {
                 sub,
                 rule: index as u8,
             };
-            let window_ns = rule.window.as_nanos() as u64;
+            let window_ns = rule.window.0.as_nanos() as u64;
             let estimate = self
                 .table
                 .observe(&key, event.time_ns, window_ns, event.weight);
@@ -153,7 +153,12 @@ impl Detector {
             {
                 continue;
             }
-            let (offence, ttl) = self.escalate(target.ip, rule.ttl, event.time_ns, rule.block);
+            let (offence, ttl) = self.escalate(
+                target.ip,
+                rule.ttl.0,
+                event.time_ns,
+                rule.action == Action::Block,
+            );
             self.decided
                 .insert(target, event.time_ns.saturating_add(ttl.as_nanos() as u64));
             decisions.push(Decision {
@@ -162,7 +167,7 @@ impl Detector {
                 rate: estimate.rate,
                 threshold: rule.threshold_rps,
                 ttl,
-                block: rule.block,
+                block: rule.action == Action::Block,
                 crossed_ns: event.time_ns,
                 offence,
                 origin: Origin::Rule,
@@ -212,7 +217,7 @@ impl Detector {
         now_ns: u64,
         count: bool,
     ) -> (u32, Duration) {
-        let memory = self.settings.offence_memory.as_nanos() as u64;
+        let memory = self.settings.escalation.memory.0.as_nanos() as u64;
         let entry = self.offences.entry(ip).or_insert((0, now_ns));
         if now_ns.saturating_sub(entry.1) > memory {
             entry.0 = 0;
@@ -222,26 +227,26 @@ impl Detector {
             entry.1 = now_ns;
         }
         let offence = entry.0.max(1);
-        let factor = self.settings.escalation_factor.powi(offence as i32 - 1);
+        let factor = self.settings.escalation.factor.powi(offence as i32 - 1);
         let ttl = base
             .mul_f64(factor.min(1e6))
-            .min(self.settings.max_ttl.max(base));
+            .min(self.settings.escalation.max_ttl.0.max(base));
         (offence, ttl)
     }
 
     fn aggregate(&mut self, decision: &Decision) -> Option<Decision> {
-        let k = self.settings.aggregate_min;
+        let k = self.settings.aggregation.min_addresses;
         if k == 0 {
             return None;
         }
         let ip = decision.target.ip;
         let len = if ip.is_ipv4() {
-            self.settings.aggregate_v4
+            self.settings.aggregation.prefix_v4
         } else {
-            self.settings.aggregate_v6
+            self.settings.aggregation.prefix_v6
         };
         let prefix = Target::covering(ip, len);
-        let period = self.settings.aggregate_period.as_nanos() as u64;
+        let period = self.settings.aggregation.period.0.as_nanos() as u64;
         let now = decision.crossed_ns;
         let members = self.aggregates.entry(prefix).or_default();
         members.retain(|(m, at)| *m != ip && now.saturating_sub(*at) <= period);
@@ -250,7 +255,7 @@ impl Detector {
             return None;
         }
         members.clear();
-        let ttl = self.settings.aggregate_ttl;
+        let ttl = self.settings.aggregation.ttl.0;
         self.decided
             .insert(prefix, now.saturating_add(ttl.as_nanos() as u64));
         Some(Decision {
@@ -315,13 +320,13 @@ impl Detector {
         }
         self.top.retain(|_, t| t.rate >= 0.05);
         self.decided.retain(|_, until| *until > now_ns);
-        let memory = self.settings.offence_memory.as_nanos() as u64;
+        let memory = self.settings.escalation.memory.0.as_nanos() as u64;
         self.offences
             .retain(|_, (_, at)| now_ns.saturating_sub(*at) <= memory);
-        let window = self.settings.guard_window.as_nanos() as u64;
+        let window = self.settings.guard.window.0.as_nanos() as u64;
         self.recent
             .retain(|_, seen| now_ns.saturating_sub(*seen) <= window);
-        let period = self.settings.aggregate_period.as_nanos() as u64;
+        let period = self.settings.aggregation.period.0.as_nanos() as u64;
         self.aggregates.retain(|_, m| {
             m.retain(|(_, at)| now_ns.saturating_sub(*at) <= period);
             !m.is_empty()
@@ -379,7 +384,7 @@ impl Detector {
                 };
                 let rate = self
                     .table
-                    .peek(&key, now_ns, rule.window.as_nanos() as u64)
+                    .peek(&key, now_ns, rule.window.0.as_nanos() as u64)
                     .map_or(0.0, |e| e.rate);
                 Some((rule.name.clone(), rate, rule.threshold_rps))
             })

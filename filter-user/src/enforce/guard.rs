@@ -63,9 +63,9 @@ pub fn check(
         return Ok(());
     }
     let limit = if target.ip.is_ipv4() {
-        settings.guard_max_prefix_v4
+        settings.guard.max_prefix_v4
     } else {
-        settings.guard_max_prefix_v6
+        settings.guard.max_prefix_v6
     };
     if target.len < limit {
         return Err(Refusal::TooWide {
@@ -74,12 +74,12 @@ pub fn check(
         });
     }
     // A prefix may take out a few bystanders, never a large part of the real users.
-    if legit_inside > 0 && legit_inside as f64 > settings.guard_max_legit_share * legit_total as f64
+    if legit_inside > 0 && legit_inside as f64 > settings.guard.max_legit_share * legit_total as f64
     {
         return Err(Refusal::Collateral {
             inside: legit_inside,
             total: legit_total,
-            max_share: settings.guard_max_legit_share,
+            max_share: settings.guard.max_legit_share,
         });
     }
     Ok(())
