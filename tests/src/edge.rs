@@ -85,7 +85,7 @@ impl Drop for Cert {
 #[must_use]
 pub fn proxy_snippet(proxy: &str, socket: &Path) -> String {
     let out = Command::new(floodgate_bin())
-        .args(["proxy-snippet", proxy, "--socket"])
+        .args(["proxy-snippet", proxy, "--feed-socket"])
         .arg(socket)
         .output()
         .expect("floodgate proxy-snippet");
@@ -157,7 +157,7 @@ impl Testbed {
         std::fs::write(
             &conf,
             format!(
-                "global\n    user haproxy\n    group haproxy\n    maxconn 20000\n\
+                "global\n    user haproxy\n    group haproxy\n    maxconn 4000\n\
                  defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n\
                  frontend edge\n    bind {SERVER_V4}:443 ssl crt {crt} alpn h2,http/1.1\n    bind [{SERVER_V6}]:443 ssl crt {crt} alpn h2,http/1.1\n\
                  {feed_lines}\n    default_backend app\n\
@@ -224,8 +224,9 @@ impl Testbed {
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
     }
 
-    /// h2load from `sources` (round robin by the shim) for `duration`, over `clients`
-    /// connections with up to 10 concurrent streams each. `url` is https:// (HTTP/2 over TLS)
+    /// h2load from `sources` (round robin by the shim) for `duration` (zero: bounded by the
+    /// request count in `extra` instead, as rate mode `-r` needs), over `clients` connections
+    /// with up to 10 concurrent streams each. `url` is https:// (HTTP/2 over TLS)
     /// or http:// (cleartext HTTP/2); `extra` goes to h2load as is (e.g. `--h1` for HTTP/1.1).
     #[must_use]
     pub fn start_h2load(
@@ -245,9 +246,10 @@ impl Testbed {
             "1".to_owned(),
             "-m".to_owned(),
             "10".to_owned(),
-            "-D".to_owned(),
-            duration.as_secs().max(1).to_string(),
         ];
+        if !duration.is_zero() {
+            args.extend(["-D".to_owned(), duration.as_secs().max(1).to_string()]);
+        }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         args.push(url.to_owned());
         ChildGuard::spawn(

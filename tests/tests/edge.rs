@@ -235,11 +235,14 @@ fn a_tls_handshake_flood_without_keep_alive_is_blocked_by_the_kernel_sensor() {
             &shim,
             &plan.flooders(),
             &format!("https://{SERVER_V4}/"),
-            Duration::from_secs(4),
+            Duration::ZERO,
             1600,
-            &["--h1", "-n", "1600", "-r", "40", "--rate-period", "0.1"],
+            &["--h1", "-n", "1600", "-r", "40", "--rate-period", "100ms", "-N", "1s"],
         );
-        assert!(flood.wait_exit(Duration::from_secs(30)).is_some(), "bounded");
+        // Bounded by count; connections of blocked sources never complete, so it is also
+        // stopped after 12 s (the guard kills it).
+        let _ = flood.wait_exit(Duration::from_secs(12));
+        eprintln!("h2load: {}", flood.log());
     });
     let _ = std::fs::remove_file(&shim);
     let blocks = blocked(&pins);

@@ -87,6 +87,19 @@ pub enum Command {
         #[arg(long)]
         iface: Option<String>,
     },
+    /// Print the lines that make nginx (`http` context) or HAProxy (a `frontend`) send the
+    /// daemon one event per request: Floodgate's log format and where to send it.
+    ProxySnippet {
+        /// The proxy.
+        proxy: crate::sensor::proxy_format::Proxy,
+        /// The feed socket (default: `[proxy] socket` of the configuration).
+        #[arg(long)]
+        feed_socket: Option<PathBuf>,
+        /// Configuration file to read `[proxy] socket` from (default:
+        /// /etc/floodgate/floodgate.toml if it exists, else the built-in default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print shell completions.
     Completions {
         /// The shell.

@@ -32,6 +32,11 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Why { addr, json } => inspect::why(&pins, addr, json, cli.socket.as_deref()),
         Command::Top { limit, json } => inspect::top(limit, json, cli.socket.as_deref()),
         Command::CheckConfig { file } => check_config(file),
+        Command::ProxySnippet {
+            proxy,
+            feed_socket,
+            config,
+        } => proxy_snippet(proxy, feed_socket, config),
         Command::Detach { iface } => detach(&pins, iface.as_deref()),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -78,6 +83,39 @@ fn socket(flag: Option<&std::path::Path>) -> std::path::PathBuf {
         configured()
     };
     crate::control::socket_path(flag, configured)
+}
+
+fn proxy_snippet(
+    proxy: crate::sensor::proxy_format::Proxy,
+    feed_socket: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let socket = match feed_socket {
+        Some(path) => path,
+        None => {
+            let default = std::path::Path::new(crate::config::DEFAULT_PATH);
+            let settings = match config {
+                Some(path) => crate::config::load_file(&path)?,
+                None if default.exists() => crate::config::load_file(default)?,
+                None => crate::config::Settings::default(),
+            };
+            settings.proxy.socket.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the configuration turns the proxy feed off ([proxy] socket = \"off\"); pass \
+                     --feed-socket PATH or set it"
+                )
+            })?
+        }
+    };
+    let socket = socket
+        .to_str()
+        .context("the feed socket path is not UTF-8")?
+        .to_owned();
+    print!(
+        "{}",
+        crate::sensor::proxy_format::snippet(proxy, &socket)
+    );
+    Ok(())
 }
 
 fn check_config(file: Option<std::path::PathBuf>) -> Result<()> {

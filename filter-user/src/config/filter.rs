@@ -17,8 +17,10 @@ pub struct Filter {
     pub attach_mode: AttachMode,
     /// Count matches as would-drop instead of dropping.
     pub monitor: bool,
-    /// TCP ports whose request starts are sampled.
+    /// TCP ports whose plaintext HTTP/1.x request starts are counted and sampled.
     pub ports: Vec<u16>,
+    /// TCP ports whose TLS ClientHellos are counted and sampled (TLS handshake evidence).
+    pub tls_ports: Vec<u16>,
     /// Close the established connections of a source when the daemon blocks it (`ss -K`), so
     /// that requests it already queued stop costing the server.
     pub reset_connections: bool,
@@ -37,6 +39,8 @@ impl Default for Filter {
             monitor: false,
             // The usual HTTP ports.
             ports: vec![80, 8080],
+            // HTTPS.
+            tls_ports: vec![443],
             // A blocked source's queued requests stop costing the server.
             reset_connections: true,
         }
@@ -52,10 +56,22 @@ impl Filter {
             "needs at least one port, none of them 0",
         )?;
         ensure(
-            self.ports.len() <= filter_common::capacity::PORTS as usize,
+            !self.tls_ports.contains(&0),
+            path,
+            "tls_ports",
+            "ports are 1..=65535",
+        )?;
+        let mut all: Vec<u16> = self.ports.iter().chain(&self.tls_ports).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        ensure(
+            all.len() <= filter_common::capacity::PORTS as usize,
             path,
             "ports",
-            format!("at most {} ports", filter_common::capacity::PORTS),
+            format!(
+                "at most {} ports in ports and tls_ports together",
+                filter_common::capacity::PORTS
+            ),
         )
     }
 }

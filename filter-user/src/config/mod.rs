@@ -11,6 +11,7 @@ mod duration;
 mod escalation;
 mod filter;
 mod guard;
+mod proxy;
 mod rules;
 mod service;
 #[cfg(test)]
@@ -25,7 +26,8 @@ pub use self::{
     escalation::{Aggregation, Escalation},
     filter::{AttachMode, Filter, Sampling},
     guard::Guard,
-    rules::{Action, Rule, RuleKey},
+    proxy::Proxy,
+    rules::{Action, Rule, RuleKey, SensorFilter, Weight},
     service::{Control, Log, Metrics, State},
 };
 use crate::target::Target;
@@ -94,6 +96,8 @@ pub struct Settings {
     pub log: Log,
     /// `[control]`: the control socket of `floodgate top` / `why`.
     pub control: Control,
+    /// `[proxy]`: the request feed of the TLS-terminating proxy.
+    pub proxy: Proxy,
     /// `[[rules]]`: detection rules, evaluated for every sample.
     pub rules: Vec<Rule>,
     /// `[escalation]`: longer blocks for repeat offenders.
@@ -115,12 +119,9 @@ impl Default for Settings {
             metrics: Metrics::default(),
             log: Log::default(),
             control: Control::default(),
-            // A file without a `rules` key gets one per-source flood rule; `rules = []` turns
-            // detection off.
-            rules: vec![Rule {
-                name: "per-source-flood".into(),
-                ..Rule::default()
-            }],
+            proxy: Proxy::default(),
+            // A file without a `rules` key gets these; `rules = []` turns detection off.
+            rules: rules::defaults(),
             escalation: Escalation::default(),
             aggregation: Aggregation::default(),
             guard: Guard::default(),
@@ -134,6 +135,7 @@ impl Settings {
         self.filter.validate("filter")?;
         self.sampling.validate("sampling")?;
         self.state.validate("state")?;
+        self.proxy.validate("proxy")?;
         rules::validate(&self.rules, "rules")?;
         self.escalation.validate("escalation")?;
         self.aggregation.validate("aggregation")?;

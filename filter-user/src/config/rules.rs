@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Deserializer};
 
+use crate::sensor::{Sensor, Signal};
+
 use super::{Duration, Invalid, ensure, prefix_lengths};
 
 /// One `[[rules]]` entry, as the detector uses it: match texts are `None` when empty (match
@@ -29,6 +31,18 @@ pub struct Rule {
     /// Only requests whose User-Agent contains this (lower case; case-insensitive).
     #[serde(deserialize_with = "lower")]
     pub user_agent: Option<String>,
+    /// Only evidence from this sensor.
+    pub sensor: SensorFilter,
+    /// What is counted: requests, or TLS handshakes (kernel sensor, TLS ports).
+    pub signal: Signal,
+    /// Only responses with one of these statuses (empty: any; the proxy feed knows them).
+    pub status: Vec<u16>,
+    /// Only requests of this protocol, e.g. "HTTP/2.0" (upper case; empty: any).
+    #[serde(deserialize_with = "upper")]
+    pub protocol: Option<String>,
+    /// What a request weighs: 1, or the seconds the backend spent on it (proxy feed), so that
+    /// the threshold is in backend-seconds per second.
+    pub weight: Weight,
     /// Requests per second over `window` above which the key offends.
     pub threshold_rps: f64,
     /// Sliding window length.
@@ -59,6 +73,12 @@ impl Default for Rule {
             path_prefix: None,
             host: None,
             user_agent: None,
+            // Evidence from every sensor, counted as requests of weight 1, any status.
+            sensor: SensorFilter::Any,
+            signal: Signal::Requests,
+            status: Vec::new(),
+            protocol: None,
+            weight: Weight::Requests,
             // Far above a person, well below a flood.
             threshold_rps: 100.0,
             window: Duration::from_secs(1),
@@ -85,6 +105,42 @@ pub enum RuleKey {
     /// Per source address and Host.
     #[serde(rename = "source+host")]
     SourceHost,
+}
+
+/// `rules[].sensor`: which evidence a rule counts.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SensorFilter {
+    /// Every sensor. A plaintext request the proxy also logs is then counted twice: give
+    /// kernel and proxy evidence rules of their own (as the defaults do).
+    Any,
+    /// XDP only (plaintext request starts, TLS handshakes).
+    Kernel,
+    /// The proxy's request feed only (everything inside TLS, HTTP/2, HTTP/3).
+    Proxy,
+}
+
+impl SensorFilter {
+    /// True when events of `sensor` count.
+    #[must_use]
+    pub fn accepts(self, sensor: Sensor) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Kernel => sensor == Sensor::Kernel,
+            Self::Proxy => sensor == Sensor::Proxy,
+        }
+    }
+}
+
+/// `rules[].weight`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Weight {
+    /// Each request counts 1: the threshold is in requests per second.
+    Requests,
+    /// Each request counts the backend's time on it: the threshold is in backend-seconds per
+    /// second (requests without an upstream time do not count).
+    UpstreamTime,
 }
 
 /// `rules[].action`.
@@ -118,8 +174,99 @@ impl Rule {
             "window",
             "must be 100ms..=1h",
         )?;
+        ensure(
+            self.status.iter().all(|s| (100..=599).contains(s)),
+            path,
+            "status",
+            "statuses are 100..=599",
+        )?;
+        let proxy_only = !self.status.is_empty() || self.weight == Weight::UpstreamTime;
+        ensure(
+            !(proxy_only && self.sensor == SensorFilter::Kernel),
+            path,
+            "sensor",
+            "status and weight = \"upstream_time\" are known only to the proxy feed; use \
+             sensor = \"proxy\" or \"any\"",
+        )?;
+        let handshakes = self.signal == Signal::TlsHandshakes;
+        ensure(
+            !(handshakes
+                && (self.sensor == SensorFilter::Proxy
+                    || proxy_only
+                    || self.method.is_some()
+                    || self.path_prefix.is_some()
+                    || self.host.is_some()
+                    || self.user_agent.is_some()
+                    || self.protocol.is_some()
+                    || !matches!(self.key, RuleKey::Source | RuleKey::Prefix))),
+            path,
+            "signal",
+            "a TLS handshake carries no request: signal = \"tls_handshakes\" takes no method, \
+             path, host, user agent, protocol, status or upstream weight, a key of source or \
+             prefix, and the kernel sensor",
+        )?;
         ensure(!self.ttl.0.is_zero(), path, "ttl", "must be positive")
     }
+}
+
+/// The rules a file without a `rules` key gets (`rules = []` turns detection off).
+#[must_use]
+pub(super) fn defaults() -> Vec<Rule> {
+    vec![
+        // Plaintext floods, from the kernel's samples.
+        Rule {
+            name: "per-source-flood".into(),
+            sensor: SensorFilter::Kernel,
+            ..Rule::default()
+        },
+        // Floods inside TLS, HTTP/2 and HTTP/3, from the proxy's feed.
+        Rule {
+            name: "per-source-flood-proxy".into(),
+            sensor: SensorFilter::Proxy,
+            ..Rule::default()
+        },
+        // New TLS sessions without keep-alive: no proxy needed.
+        Rule {
+            name: "tls-handshake-flood".into(),
+            sensor: SensorFilter::Kernel,
+            signal: Signal::TlsHandshakes,
+            threshold_rps: 50.0,
+            ..Rule::default()
+        },
+        // Credential stuffing: failed logins.
+        Rule {
+            name: "failed-auth".into(),
+            sensor: SensorFilter::Proxy,
+            status: vec![401, 403],
+            threshold_rps: 5.0,
+            window: Duration::from_secs(10),
+            min_samples: 20,
+            ..Rule::default()
+        },
+        // Path scanning: many not-found answers. Monitor only: a broken client looks the same.
+        Rule {
+            name: "not-found-scan".into(),
+            sensor: SensorFilter::Proxy,
+            status: vec![404],
+            threshold_rps: 20.0,
+            window: Duration::from_secs(10),
+            min_samples: 50,
+            action: Action::Monitor,
+            ..Rule::default()
+        },
+        // One source costing the backend more than half a second per second. Monitor only:
+        // a legitimate heavy report looks the same; switch to block where it cannot be one.
+        Rule {
+            name: "backend-time".into(),
+            sensor: SensorFilter::Proxy,
+            weight: Weight::UpstreamTime,
+            threshold_rps: 0.5,
+            window: Duration::from_secs(10),
+            min_samples: 20,
+            action: Action::Monitor,
+            ..Rule::default()
+        },
+    ]
 }
 
 /// Each rule, then the names' uniqueness (`path` is the list's key).

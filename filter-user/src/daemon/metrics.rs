@@ -9,6 +9,8 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const PACKETS: &str = "floodgate_packets_total";
 /// Request starts seen by XDP.
 pub const REQUEST_STARTS: &str = "floodgate_request_starts_total";
+/// TLS ClientHellos seen by XDP on TLS ports.
+pub const TLS_HELLOS: &str = "floodgate_tls_hellos_total";
 /// Samples by fate (label `fate`: taken, lost, unverified).
 pub const SAMPLES: &str = "floodgate_samples_total";
 /// Current 1-in-N sampling factor.
@@ -35,6 +37,15 @@ pub const SAMPLES_DROPPED: &str = "floodgate_samples_dropped_total";
 pub const INTERFACE_ATTACHED: &str = "floodgate_interface_attached";
 /// Re-attachments after a protected interface came back (label `interface`).
 pub const REATTACHED: &str = "floodgate_interface_reattached_total";
+/// Requests received from the proxy feed and handed to the detector.
+pub const PROXY_EVENTS: &str = "floodgate_proxy_events_total";
+/// Proxy feed datagrams not used (label `why`: refused, oversized, socket_full,
+/// unknown_format, version, malformed, bad_client).
+pub const PROXY_DROPPED: &str = "floodgate_proxy_datagrams_dropped_total";
+/// Proxy feed datagrams cut by the sender's size limit but used for their leading fields.
+pub const PROXY_CUT: &str = "floodgate_proxy_datagrams_cut_total";
+/// 1 while the proxy feed socket is open, 0 when it is off or could not be opened.
+pub const PROXY_UP: &str = "floodgate_proxy_feed_up";
 /// Control connections refused (label `why`: busy, bad_request).
 pub const CONTROL_REFUSED: &str = "floodgate_control_refused_total";
 /// Decisions refused by the collateral guard (label `reason`).
@@ -61,6 +72,11 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         "HTTP request starts seen by XDP"
     );
     describe_counter!(SAMPLES, Unit::Count, "Request-start samples by fate");
+    describe_counter!(
+        TLS_HELLOS,
+        Unit::Count,
+        "TLS ClientHellos seen by XDP on TLS ports"
+    );
     describe_gauge!(SAMPLE_EVERY, "Current 1-in-N sampling factor");
     describe_gauge!(ACTIVE_BLOCKS, Unit::Count, "Block entries in the maps");
     describe_counter!(DECISIONS, Unit::Count, "Detection decisions by rule");
@@ -97,6 +113,22 @@ pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
         Unit::Count,
         "Daemon-made entries evicted because the exact block map was full"
     );
+    describe_counter!(
+        PROXY_EVENTS,
+        Unit::Count,
+        "Requests received from the proxy feed"
+    );
+    describe_counter!(
+        PROXY_DROPPED,
+        Unit::Count,
+        "Proxy feed datagrams not used, by reason (refused sender, oversized, socket full, unparseable)"
+    );
+    describe_counter!(
+        PROXY_CUT,
+        Unit::Count,
+        "Proxy feed datagrams cut by the sender but used for their leading fields"
+    );
+    describe_gauge!(PROXY_UP, "1 while the proxy feed socket is open");
     describe_gauge!(
         INTERFACE_ATTACHED,
         "1 when the program is attached to the protected interface now"

@@ -36,7 +36,11 @@ use crate::{
     control::{DecisionView, Reply, Request, RuleRate, StatusReply, TalkerRow, TopReply, WhyReply},
     detect::{Detector, rate::RateTable},
     enforce::{Decision, guard, writer::MapWriter, writer::Written},
-    sensor::kernel::{KernelSensor, SampleRecord},
+    sensor::{
+        kernel::{KernelSensor, SampleRecord},
+        proxy::{self, FeedOptions, ProxyFeed},
+        proxy_format::ProxyParseError,
+    },
     target::Target,
 };
 use control::Call;
@@ -141,6 +145,67 @@ fn load_and_attach(pins: &Pins, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// What the proxy feed delivered and refused since start (for `status`).
+#[derive(Clone, Copy, Debug, Default)]
+struct ProxyCounts {
+    events: u64,
+    refused: u64,
+    unparsed: u64,
+    cut: u64,
+    dropped: u64,
+}
+
+/// Opens the proxy feed socket as configured; a failure is logged and counted, and the daemon
+/// goes on with the kernel sensor alone.
+fn open_proxy_feed(settings: &Settings) -> Option<ProxyFeed> {
+    let Some(path) = settings.proxy.socket.clone() else {
+        log::info!("proxy feed off ([proxy] socket = \"off\")");
+        ::metrics::gauge!(m::PROXY_UP).set(0.0);
+        return None;
+    };
+    let mut allowed_uids = Vec::new();
+    for name in &settings.proxy.allowed_users {
+        match proxy::user_id(name) {
+            Some(uid) => allowed_uids.push(uid),
+            None => log::info!("proxy feed: no user {name} on this host; skipped"),
+        }
+    }
+    let gid = match settings.proxy.group.as_str() {
+        "" => None,
+        name => match proxy::group_id(name) {
+            Some(gid) => Some(gid),
+            None => {
+                log::error!("proxy feed: no group {name} (proxy.group); the socket stays root's");
+                None
+            }
+        },
+    };
+    let options = FeedOptions {
+        path,
+        mode: settings.proxy.mode,
+        gid,
+        allowed_uids,
+        receive_buffer: settings.proxy.receive_buffer,
+    };
+    match ProxyFeed::bind(&options) {
+        Ok(feed) => {
+            log::info!(
+                "proxy feed on {} (mode {:o}, counting users {:?})",
+                options.path.display(),
+                options.mode,
+                settings.proxy.allowed_users
+            );
+            ::metrics::gauge!(m::PROXY_UP).set(1.0);
+            Some(feed)
+        }
+        Err(err) => {
+            log::error!("{err}; detecting from the kernel sensor only");
+            ::metrics::gauge!(m::PROXY_UP).set(0.0);
+            None
+        }
+    }
+}
+
 struct Daemon {
     pins: Pins,
     settings: Settings,
@@ -152,6 +217,8 @@ struct Daemon {
     kernel: KernelSensor,
     interfaces: Interfaces,
     link_events: Option<LinkEvents>,
+    proxy: Option<ProxyFeed>,
+    proxy_counts: ProxyCounts,
     calls: mpsc::Receiver<Call>,
     last_tick: Instant,
     last_sweep: Instant,
@@ -172,7 +239,7 @@ impl Daemon {
             started.elapsed().as_secs_f64() * 1000.0
         );
         let sample_every = maps.setting(config::SAMPLE_EVERY)?.max(1);
-        let last_starts = maps.counters()?[counter::REQUEST_STARTS as usize];
+        let last_starts = sampled_evidence(&maps.counters()?);
         let kernel = KernelSensor::open(&pins)?;
         if let Some(listen) = settings.metrics.listen {
             m::install(listen)?;
@@ -190,6 +257,7 @@ impl Daemon {
                 None
             }
         };
+        let proxy = open_proxy_feed(&settings);
         let mut interfaces = Interfaces::new(
             &settings.filter.interfaces,
             attach::mode(settings.filter.attach_mode == AttachMode::Skb),
@@ -207,6 +275,8 @@ impl Daemon {
             kernel,
             interfaces,
             link_events,
+            proxy,
+            proxy_counts: ProxyCounts::default(),
             calls,
             last_tick: Instant::now(),
             last_sweep: Instant::now(),
@@ -246,6 +316,16 @@ impl Daemon {
                     }
                     self.ingest(&batch);
                 }
+                read = proxy_read(self.proxy.as_mut()) => {
+                    match read {
+                        Ok(stats) => self.ingest_proxy(stats),
+                        Err(err) => {
+                            log::error!("proxy feed: {err}; closing it, detecting from the kernel sensor only");
+                            self.proxy = None;
+                            ::metrics::gauge!(m::PROXY_UP).set(0.0);
+                        }
+                    }
+                }
                 Some(call) = self.calls.recv() => {
                     let reply = self.answer(call.request);
                     let _ = call.reply.send(reply);
@@ -280,6 +360,71 @@ impl Daemon {
         ::metrics::counter!(m::DETECTOR_EVENTS, "sensor" => "kernel").increment(events);
         if unparsed > 0 {
             ::metrics::counter!(m::SAMPLES_DROPPED, "why" => "unparsed").increment(unparsed);
+        }
+    }
+
+    fn ingest_proxy(&mut self, stats: proxy::BatchStats) {
+        for (why, n) in [
+            ("refused", stats.refused),
+            ("oversized", stats.oversized),
+            ("socket_full", stats.dropped),
+        ] {
+            if n > 0 {
+                ::metrics::counter!(m::PROXY_DROPPED, "why" => why).increment(n);
+            }
+        }
+        if stats.refused > 0 && self.proxy_counts.refused == 0 {
+            log::warn!(
+                "proxy feed: refused datagrams from a user not in proxy.allowed_users (counted in \
+                 {}; logged once)",
+                m::PROXY_DROPPED
+            );
+        }
+        self.proxy_counts.refused += stats.refused;
+        self.proxy_counts.dropped += stats.dropped + stats.oversized;
+        let Some(feed) = self.proxy.take() else {
+            return;
+        };
+        let now = monotonic_ns();
+        let (mut events, mut cut) = (0u64, 0u64);
+        for datagram in feed.datagrams() {
+            match proxy::parse(datagram) {
+                Ok(record) => {
+                    cut += u64::from(record.cut);
+                    if let Some(event) = proxy::event(&record, now) {
+                        events += 1;
+                        for decision in self.detector.observe(&event) {
+                            self.apply(&decision);
+                        }
+                    }
+                }
+                Err(err) => {
+                    let why = match err {
+                        ProxyParseError::Oversized => "oversized",
+                        ProxyParseError::UnknownFormat => "unknown_format",
+                        ProxyParseError::Version => "version",
+                        ProxyParseError::Malformed => "malformed",
+                        ProxyParseError::BadClient => "bad_client",
+                    };
+                    if self.proxy_counts.unparsed == 0 {
+                        log::warn!(
+                            "proxy feed: a datagram is not a Floodgate request line ({err}); is the \
+                             proxy using `floodgate proxy-snippet`'s format? (counted in {}; logged once)",
+                            m::PROXY_DROPPED
+                        );
+                    }
+                    self.proxy_counts.unparsed += 1;
+                    ::metrics::counter!(m::PROXY_DROPPED, "why" => why).increment(1);
+                }
+            }
+        }
+        self.proxy = Some(feed);
+        self.proxy_counts.events += events;
+        self.proxy_counts.cut += cut;
+        ::metrics::counter!(m::PROXY_EVENTS).increment(events);
+        ::metrics::counter!(m::DETECTOR_EVENTS, "sensor" => "proxy").increment(events);
+        if cut > 0 {
+            ::metrics::counter!(m::PROXY_CUT).increment(cut);
         }
     }
 
@@ -369,8 +514,10 @@ impl Daemon {
                     ::metrics::counter!(m::PACKETS, "outcome" => counter::NAMES[index as usize])
                         .absolute(counters[index as usize]);
                 }
-                let starts = counters[counter::REQUEST_STARTS as usize];
-                ::metrics::counter!(m::REQUEST_STARTS).absolute(starts);
+                ::metrics::counter!(m::REQUEST_STARTS)
+                    .absolute(counters[counter::REQUEST_STARTS as usize]);
+                ::metrics::counter!(m::TLS_HELLOS).absolute(counters[counter::TLS_HELLOS as usize]);
+                let starts = sampled_evidence(&counters);
                 ::metrics::counter!(m::SAMPLES, "fate" => "taken")
                     .absolute(counters[counter::SAMPLES as usize]);
                 ::metrics::counter!(m::SAMPLES, "fate" => "lost")
@@ -436,7 +583,8 @@ impl Daemon {
         previous_allow: &[Target],
     ) -> Result<()> {
         let _lock = self.pins.lock()?;
-        self.maps.set_ports(&settings.filter.ports, &[])?;
+        self.maps
+            .set_ports(&settings.filter.ports, &settings.filter.tls_ports)?;
         self.maps
             .set_setting(config::SAMPLE_BYTES, settings.sampling.payload_bytes)?;
         self.maps
@@ -464,6 +612,7 @@ impl Daemon {
                 new.filter.attach_mode = self.settings.filter.attach_mode;
                 new.metrics.listen = self.settings.metrics.listen;
                 new.control.socket.clone_from(&self.settings.control.socket);
+                new.proxy.clone_from(&self.settings.proxy);
                 let previous_allow = self.settings.allow.clone();
                 match self.apply_kernel_settings(&new, &previous_allow) {
                     Ok(()) => {
@@ -585,6 +734,19 @@ impl Daemon {
                 Err(err) => log::error!("detach on exit: {err:#}"),
             }
         }
+    }
+}
+
+/// Everything the kernel samples from: request starts and TLS ClientHellos.
+fn sampled_evidence(counters: &[u64; counter::COUNT as usize]) -> u64 {
+    counters[counter::REQUEST_STARTS as usize] + counters[counter::TLS_HELLOS as usize]
+}
+
+/// Waits for proxy feed datagrams, or forever when the feed is off.
+async fn proxy_read(feed: Option<&mut ProxyFeed>) -> std::io::Result<proxy::BatchStats> {
+    match feed {
+        Some(feed) => feed.read().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,7 +12,7 @@ use std::{
 pub mod rate;
 
 use crate::{
-    config::{Action, Rule, RuleKey, Settings},
+    config::{Action, Rule, RuleKey, Settings, Weight},
     enforce::{Decision, Origin},
     sensor::RequestEvent,
     target::{Target, ip_key},
@@ -137,13 +137,16 @@ impl Detector {
                 sub,
                 rule: index as u8,
             };
+            let Some(weight) = weight_of(rule, event) else {
+                continue;
+            };
             let window_ns = rule.window.0.as_nanos() as u64;
             let estimate = self
                 .table
-                .observe(&key, event.time_ns, window_ns, event.weight);
-            heaviest = heaviest.max(estimate.rate / rule.threshold_rps);
-            if estimate.rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples
-            {
+                .observe(&key, event.time_ns, window_ns, weight);
+            let rate = estimate.rate * unit_of(rule);
+            heaviest = heaviest.max(rate / rule.threshold_rps);
+            if rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
                 continue;
             }
             if self
@@ -164,7 +167,7 @@ impl Detector {
             decisions.push(Decision {
                 target,
                 rule: rule.name.clone(),
-                rate: estimate.rate,
+                rate,
                 threshold: rule.threshold_rps,
                 ttl,
                 block: rule.action == Action::Block,
@@ -385,15 +388,46 @@ impl Detector {
                 let rate = self
                     .table
                     .peek(&key, now_ns, rule.window.0.as_nanos() as u64)
-                    .map_or(0.0, |e| e.rate);
+                    .map_or(0.0, |e| e.rate * unit_of(rule));
                 Some((rule.name.clone(), rate, rule.threshold_rps))
             })
             .collect()
     }
 }
 
+/// Milliseconds of backend time count as weight for `weight = "upstream_time"`.
+const UPSTREAM_UNIT: f64 = 1000.0;
+
+/// What `event` adds to `rule`'s count; `None` when the rule cannot weigh it.
+fn weight_of(rule: &Rule, event: &RequestEvent<'_>) -> Option<u32> {
+    match rule.weight {
+        Weight::Requests => Some(event.weight),
+        Weight::UpstreamTime => {
+            let ms = (event.upstream_secs? * UPSTREAM_UNIT).round();
+            Some((ms.clamp(0.0, f64::from(u32::MAX)) as u32).saturating_mul(event.weight))
+        }
+    }
+}
+
+/// The factor from counted weight per second to the rule's threshold unit.
+fn unit_of(rule: &Rule) -> f64 {
+    match rule.weight {
+        Weight::Requests => 1.0,
+        Weight::UpstreamTime => 1.0 / UPSTREAM_UNIT,
+    }
+}
+
 fn matches(rule: &Rule, request: &RequestEvent<'_>) -> bool {
-    rule.method.as_deref().is_none_or(|m| m == request.method)
+    rule.sensor.accepts(request.sensor)
+        && rule.signal == request.signal
+        && (rule.status.is_empty()
+            || request.status.is_some_and(|status| rule.status.contains(&status)))
+        && rule.protocol.as_deref().is_none_or(|p| {
+            request
+                .protocol
+                .is_some_and(|rp| rp.eq_ignore_ascii_case(p))
+        })
+        && rule.method.as_deref().is_none_or(|m| m == request.method)
         && rule
             .path_prefix
             .as_deref()

@@ -14,6 +14,8 @@ pub struct RequestStart<'a> {
     pub host: Option<&'a str>,
     /// User-Agent header, if complete in the sample.
     pub user_agent: Option<&'a str>,
+    /// `HTTP/1.0` or `HTTP/1.1`, when the request line was complete.
+    pub protocol: Option<&'static str>,
 }
 
 /// Parses a request start. `scratch` must hold the payload plus two bytes; a header cut off
@@ -55,6 +57,11 @@ pub fn parse_request<'a>(
         path: request.path?,
         host,
         user_agent,
+        protocol: match request.version {
+            Some(0) => Some("HTTP/1.0"),
+            Some(1) => Some("HTTP/1.1"),
+            _ => None,
+        },
     })
 }
 
@@ -111,6 +118,7 @@ fn parse_request_line(head: &[u8]) -> Option<RequestStart<'_>> {
         path,
         host: None,
         user_agent: None,
+        protocol: None,
     })
 }
 

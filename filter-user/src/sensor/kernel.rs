@@ -106,7 +106,7 @@ impl SampleRecord {
             signal: Signal::Requests,
             status: None,
             upstream_secs: None,
-            protocol: None,
+            protocol: request.protocol,
         })
     }
 }

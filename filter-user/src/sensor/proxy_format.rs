@@ -55,13 +55,13 @@ const FIELDS: [Field; 13] = [
         free_text: false,
     },
     Field {
-        key: "request_ms",
+        key: "request_time",
         nginx: "$request_time",
         haproxy: "%Ta",
         free_text: false,
     },
     Field {
-        key: "upstream_ms",
+        key: "upstream_time",
         nginx: "$upstream_response_time",
         haproxy: "%Tr",
         free_text: false,
@@ -319,8 +319,8 @@ impl<'a> ProxyRecord<'a> {
             }
             "time" => self.time = text.and_then(|t| t.parse().ok()),
             "status" => self.status = text.and_then(|t| t.parse().ok()),
-            "request_ms" => self.request_secs = text.and_then(duration_secs),
-            "upstream_ms" => self.upstream_secs = text.and_then(duration_secs),
+            "request_time" => self.request_secs = text.and_then(duration_secs),
+            "upstream_time" => self.upstream_secs = text.and_then(duration_secs),
             "bytes" => self.bytes = text.and_then(|t| t.parse().ok()),
             _ => {
                 let value = text.is_some().then_some(value);
@@ -458,7 +458,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    const NGINX: &[u8] = br#"<190>Dec  1 20:47:20 floodgate: {"fg":"1","client":"198.18.0.7","time":"1733085040.123","status":"401","request_ms":"0.012","upstream_ms":"0.010, 0.002","protocol":"HTTP/2.0","tls":"TLSv1.3","bytes":"512","method":"POST","host":"api.example","uri":"/login?u=\"x\"","user_agent":"curl/8.0 \u00e9"}"#;
+    const NGINX: &[u8] = br#"<190>Dec  1 20:47:20 floodgate: {"fg":"1","client":"198.18.0.7","time":"1733085040.123","status":"401","request_time":"0.012","upstream_time":"0.010, 0.002","protocol":"HTTP/2.0","tls":"TLSv1.3","bytes":"512","method":"POST","host":"api.example","uri":"/login?u=\"x\"","user_agent":"curl/8.0 \u00e9"}"#;
 
     #[test]
     fn an_nginx_line_with_its_syslog_header() {
@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn a_haproxy_raw_line_plaintext_and_ipv6() {
-        let line = br#"{"fg":"1","client":"2001:2::9","time":"1733085040.5","status":"200","request_ms":"3","upstream_ms":"-1","protocol":"HTTP/1.1","tls":"-","bytes":"90","method":"GET","host":"-","uri":"/","user_agent":"-"}"#;
+        let line = br#"{"fg":"1","client":"2001:2::9","time":"1733085040.5","status":"200","request_time":"3","upstream_time":"-1","protocol":"HTTP/1.1","tls":"-","bytes":"90","method":"GET","host":"-","uri":"/","user_agent":"-"}"#;
         let r = parse(line).unwrap();
         assert_eq!(r.client, Some("2001:2::9".parse().unwrap()));
         assert_eq!(r.request_secs, Some(0.003));
