@@ -199,6 +199,25 @@ pub struct StatusReply {
     pub rules: Vec<String>,
     /// Block entries the daemon's index knows (exact, prefix).
     pub known_blocks: (usize, usize),
+    /// The proxy feed, when it is open.
+    pub proxy: Option<ProxyStatus>,
+}
+
+/// What the proxy feed delivered and refused since the daemon started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    /// The socket.
+    pub socket: PathBuf,
+    /// Requests received and handed to the detector.
+    pub events: u64,
+    /// Datagrams from users not in `proxy.allowed_users`.
+    pub refused: u64,
+    /// Datagrams that were no request line of this format.
+    pub unparsed: u64,
+    /// Datagrams cut by the sender but used for their leading fields.
+    pub cut: u64,
+    /// Datagrams lost: oversized, or dropped by the kernel with the receive queue full.
+    pub dropped: u64,
 }
 
 /// One protected interface.

@@ -33,7 +33,11 @@ impl Cert {
     pub fn new() -> Self {
         let dir = std::env::temp_dir().join(unique("fg-cert-"));
         std::fs::create_dir_all(&dir).expect("cert dir");
-        let (cert, key, combined) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("both.pem"));
+        let (cert, key, combined) = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("both.pem"),
+        );
         sh(&[
             "openssl",
             "req",
@@ -120,19 +124,32 @@ impl Testbed {
     /// `feed` (when given) with the lines `floodgate proxy-snippet nginx` prints.
     #[must_use]
     pub fn start_edge_nginx(&self, cert: &Cert, feed: Option<&Path>) -> Nginx {
+        self.start_edge(cert, feed, LOCATIONS)
+    }
+
+    /// [`Testbed::start_edge_nginx`] with `/expensive` proxied to the HTTP backend at
+    /// `backend` (nginx then logs the upstream time).
+    #[must_use]
+    pub fn start_edge_nginx_with_backend(&self, cert: &Cert, feed: &Path, backend: &str) -> Nginx {
+        let locations =
+            format!("{LOCATIONS}\nlocation /expensive {{ proxy_pass http://{backend}; }}");
+        self.start_edge(cert, Some(feed), &locations)
+    }
+
+    fn start_edge(&self, cert: &Cert, feed: Option<&Path>, locations: &str) -> Nginx {
         let feed_lines = feed.map(|f| proxy_snippet("nginx", f)).unwrap_or_default();
         let c = cert.cert.display();
         let k = cert.key.display();
         let http_extra = format!(
             "{feed_lines}\nssl_certificate {c}; ssl_certificate_key {k};\n\
              server {{ listen {SERVER_V4}:443 ssl http2 backlog=4096; listen [{SERVER_V6}]:443 ssl http2 backlog=4096;\n\
-               {LOCATIONS} }}\n\
+               {locations} }}\n\
              server {{ listen {SERVER_V4}:8080 http2 backlog=4096; listen [{SERVER_V6}]:8080 http2 backlog=4096;\n\
-               {LOCATIONS} }}\n\
+               {locations} }}\n\
              server {{ listen 127.0.0.1:{backend}; {LOCATIONS} }}\n",
             backend = port::BACKEND
         );
-        self.start_nginx_full("user www-data;", &http_extra, LOCATIONS)
+        self.start_nginx_full("user www-data;", &http_extra, locations)
     }
 
     /// nginx on 80 and as a backend on 127.0.0.1:8081 only (behind HAProxy), as www-data.
@@ -221,7 +238,10 @@ impl Testbed {
             ])
             .output()
             .expect("curl");
-        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
     }
 
     /// h2load from `sources` (round robin by the shim) for `duration` (zero: bounded by the

@@ -181,6 +181,11 @@ impl ChildGuard {
         unsafe { libc::kill(self.child.id() as i32, signal) };
     }
 
+    /// True while the child has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Waits up to `timeout` for the child to exit; returns its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

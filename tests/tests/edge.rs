@@ -228,7 +228,14 @@ fn a_tls_handshake_flood_without_keep_alive_is_blocked_by_the_kernel_sensor() {
     let ok = AtomicU32::new(0);
     let failed = AtomicU32::new(0);
     std::thread::scope(|scope| {
-        run_legit(scope, &tb, &plan.legit, Duration::from_secs(7), &ok, &failed);
+        run_legit(
+            scope,
+            &tb,
+            &plan.legit,
+            Duration::from_secs(7),
+            &ok,
+            &failed,
+        );
         std::thread::sleep(Duration::from_secs(1));
         // One request per connection: new TLS sessions at 400/s in all, for 4 s.
         let mut flood = tb.start_h2load(
@@ -237,7 +244,17 @@ fn a_tls_handshake_flood_without_keep_alive_is_blocked_by_the_kernel_sensor() {
             &format!("https://{SERVER_V4}/"),
             Duration::ZERO,
             1600,
-            &["--h1", "-n", "1600", "-r", "40", "--rate-period", "100ms", "-N", "1s"],
+            &[
+                "--h1",
+                "-n",
+                "1600",
+                "-r",
+                "40",
+                "--rate-period",
+                "100ms",
+                "-N",
+                "1s",
+            ],
         );
         // Bounded by count; connections of blocked sources never complete, so it is also
         // stopped after 12 s (the guard kills it).
@@ -254,7 +271,10 @@ fn a_tls_handshake_flood_without_keep_alive_is_blocked_by_the_kernel_sensor() {
         );
     }
     for legit in &plan.legit {
-        assert!(!blocks.contains(&legit.to_string()), "{legit} blocked\n{log}");
+        assert!(
+            !blocks.contains(&legit.to_string()),
+            "{legit} blocked\n{log}"
+        );
     }
     let stats = floodgate_json(&pins, &["stats", "--json"]);
     assert!(stats["tls_hellos"].as_u64().unwrap() > 0, "{stats}");

@@ -204,7 +204,10 @@ fn full_map_writes() -> serde_json::Value {
     writer.adopt().expect("adopt");
     let adopt_s = t.elapsed().as_secs_f64();
     let (f50, f99, evicted) = timed_writes(&mut writer);
-    assert_eq!(evicted, 1000, "every write into the full map evicts one entry");
+    assert_eq!(
+        evicted, 1000,
+        "every write into the full map evicts one entry"
+    );
     json!({
         "empty_map_ms": { "p50": e50, "p99": e99 },
         "full_map_ms": { "p50": f50, "p99": f99 },
@@ -217,7 +220,12 @@ fn full_map_writes() -> serde_json::Value {
 /// CPU seconds the process used so far (utime + stime).
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     // After the comm field: state is 0, utime 11, stime 12 (fields 14 and 15 of stat(5)).
     let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
     // SAFETY: sysconf has no preconditions.
@@ -424,8 +432,12 @@ fn main() {
     ));
     text.push_str(&format!(
         "  baseline httparse alone                {:>12.0} samples/s   ratio {:.2}\n",
-        ingest_json["httparse_alone_per_sec_median"].as_f64().unwrap_or(0.0),
-        ingest_json["ratio_to_httparse_alone"].as_f64().unwrap_or(0.0)
+        ingest_json["httparse_alone_per_sec_median"]
+            .as_f64()
+            .unwrap_or(0.0),
+        ingest_json["ratio_to_httparse_alone"]
+            .as_f64()
+            .unwrap_or(0.0)
     ));
     text.push_str(&format!(
         "decision write, empty exact map          p50 {:.3} ms, p99 {:.3} ms\n\

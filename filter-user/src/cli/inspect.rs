@@ -40,8 +40,15 @@ struct LinkedInterface {
     attached: bool,
 }
 
-pub(super) fn status(pins: &Pins, json: bool) -> Result<()> {
+pub(super) fn status(pins: &Pins, json: bool, socket_flag: Option<&Path>) -> Result<()> {
     let maps = open(pins)?;
+    // The daemon's own view, when it runs.
+    let daemon = match control::request(&socket(socket_flag), Request::Status) {
+        Ok(Reply::Status(status)) => Some(status),
+        Ok(other) => anyhow::bail!("the daemon answered `status` with {other:?}"),
+        Err(ClientError::DaemonDown { .. }) => None,
+        Err(err) => return Err(err.into()),
+    };
     let program =
         aya::programs::Xdp::from_pin(pins.program(), aya_obj::programs::XdpAttachType::Interface)
             .context("open pinned program")?;
@@ -75,6 +82,7 @@ pub(super) fn status(pins: &Pins, json: bool) -> Result<()> {
             "block_prefix": { "entries": prefix, "capacity": capacity::BLOCK_PREFIX },
             "allow": { "entries": maps.allow_count(), "capacity": capacity::ALLOW },
         },
+        "daemon": daemon,
     });
     if json {
         print_json(&value)?;
@@ -106,6 +114,30 @@ pub(super) fn status(pins: &Pins, json: bool) -> Result<()> {
         println!("block exact   {exact} / {}", capacity::BLOCK_EXACT);
         println!("block prefix  {prefix} / {}", capacity::BLOCK_PREFIX);
         println!("allow         {} / {}", maps.allow_count(), capacity::ALLOW);
+        match &daemon {
+            None => println!("daemon        not running"),
+            Some(d) => {
+                println!(
+                    "daemon        running: sampling 1 in {}, {} keys tracked, {} events, rules {}",
+                    d.sample_every,
+                    d.tracked,
+                    d.events,
+                    d.rules.join(", ")
+                );
+                match &d.proxy {
+                    None => println!("proxy feed    off"),
+                    Some(p) => println!(
+                        "proxy feed    {}: {} events, {} refused, {} unparsed, {} cut, {} dropped",
+                        p.socket.display(),
+                        p.events,
+                        p.refused,
+                        p.unparsed,
+                        p.cut,
+                        p.dropped
+                    ),
+                }
+            }
+        }
     }
     let unprotected: Vec<String> = interfaces
         .into_iter()

@@ -27,7 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Block(cmd) => blocks::block(&pins, cmd, cli.socket.as_deref()),
         Command::Allow(cmd) => blocks::allow(&pins, cmd),
         Command::Stats(a) => inspect::stats(&pins, a.json),
-        Command::Status(a) => inspect::status(&pins, a.json),
+        Command::Status(a) => inspect::status(&pins, a.json, cli.socket.as_deref()),
         Command::Mode { mode } => blocks::set_mode(&pins, mode),
         Command::Why { addr, json } => inspect::why(&pins, addr, json, cli.socket.as_deref()),
         Command::Top { limit, json } => inspect::top(limit, json, cli.socket.as_deref()),
@@ -111,10 +111,7 @@ fn proxy_snippet(
         .to_str()
         .context("the feed socket path is not UTF-8")?
         .to_owned();
-    print!(
-        "{}",
-        crate::sensor::proxy_format::snippet(proxy, &socket)
-    );
+    print!("{}", crate::sensor::proxy_format::snippet(proxy, &socket));
     Ok(())
 }
 

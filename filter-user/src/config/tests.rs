@@ -92,9 +92,18 @@ fn a_file_without_rules_gets_the_default_rules() {
 fn rules_that_ask_a_sensor_for_what_it_cannot_know_are_refused() {
     let cases = [
         ("sensor = \"kernel\"\nstatus = [401]", "rules[0].sensor"),
-        ("sensor = \"kernel\"\nweight = \"upstream_time\"", "rules[0].sensor"),
-        ("signal = \"tls_handshakes\"\nsensor = \"proxy\"", "rules[0].signal"),
-        ("signal = \"tls_handshakes\"\npath_prefix = \"/x\"", "rules[0].signal"),
+        (
+            "sensor = \"kernel\"\nweight = \"upstream_time\"",
+            "rules[0].sensor",
+        ),
+        (
+            "signal = \"tls_handshakes\"\nsensor = \"proxy\"",
+            "rules[0].signal",
+        ),
+        (
+            "signal = \"tls_handshakes\"\npath_prefix = \"/x\"",
+            "rules[0].signal",
+        ),
         ("status = [99]", "rules[0].status"),
         ("weight = \"cpu\"", "rules[0].weight"),
         ("signal = \"syn\"", "rules[0].signal"),
@@ -104,7 +113,11 @@ fn rules_that_ask_a_sensor_for_what_it_cannot_know_are_refused() {
         let err = parse(&text, "t.toml").unwrap_err().to_string();
         assert!(err.contains(key), "{fields:?} → {err}");
     }
-    for bad in ["[proxy]\nmode = \"rw\"", "[proxy]\nsocket = \"relative.sock\"", "[filter]\ntls_ports = [0]"] {
+    for bad in [
+        "[proxy]\nmode = \"rw\"",
+        "[proxy]\nsocket = \"relative.sock\"",
+        "[filter]\ntls_ports = [0]",
+    ] {
         assert!(parse(bad, "t.toml").is_err(), "{bad}");
     }
     let off = parse("[proxy]\nsocket = \"off\"", "t.toml").unwrap();

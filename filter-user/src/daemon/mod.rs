@@ -33,7 +33,10 @@ use crate::{
     cli::args::RunArgs,
     clock::{format_duration, monotonic_ns},
     config::{self as cfg, AttachMode, Settings},
-    control::{DecisionView, Reply, Request, RuleRate, StatusReply, TalkerRow, TopReply, WhyReply},
+    control::{
+        DecisionView, ProxyStatus, Reply, Request, RuleRate, StatusReply, TalkerRow, TopReply,
+        WhyReply,
+    },
     detect::{Detector, rate::RateTable},
     enforce::{Decision, guard, writer::MapWriter, writer::Written},
     sensor::{
@@ -664,6 +667,14 @@ impl Daemon {
                 unparsed: self.unparsed,
                 rules: self.settings.rules.iter().map(|r| r.name.clone()).collect(),
                 known_blocks: self.writer.counts(),
+                proxy: self.proxy.as_ref().map(|feed| ProxyStatus {
+                    socket: feed.path().to_path_buf(),
+                    events: self.proxy_counts.events,
+                    refused: self.proxy_counts.refused,
+                    unparsed: self.proxy_counts.unparsed,
+                    cut: self.proxy_counts.cut,
+                    dropped: self.proxy_counts.dropped,
+                }),
             }),
             Request::Refresh { targets, all } => {
                 let refreshed = if all {

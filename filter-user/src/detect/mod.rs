@@ -141,9 +141,7 @@ impl Detector {
                 continue;
             };
             let window_ns = rule.window.0.as_nanos() as u64;
-            let estimate = self
-                .table
-                .observe(&key, event.time_ns, window_ns, weight);
+            let estimate = self.table.observe(&key, event.time_ns, window_ns, weight);
             let rate = estimate.rate * unit_of(rule);
             heaviest = heaviest.max(rate / rule.threshold_rps);
             if rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
@@ -421,7 +419,9 @@ fn matches(rule: &Rule, request: &RequestEvent<'_>) -> bool {
     rule.sensor.accepts(request.sensor)
         && rule.signal == request.signal
         && (rule.status.is_empty()
-            || request.status.is_some_and(|status| rule.status.contains(&status)))
+            || request
+                .status
+                .is_some_and(|status| rule.status.contains(&status)))
         && rule.protocol.as_deref().is_none_or(|p| {
             request
                 .protocol
