@@ -48,6 +48,8 @@ fn package_contents_and_control() {
         "./usr/share/man/man1/floodgate.1.gz",
         "./usr/share/doc/floodgate/floodgate.toml.example",
         "./usr/share/bash-completion/completions/floodgate",
+        "./usr/share/floodgate/nginx-floodgate.conf",
+        "./usr/share/floodgate/haproxy-floodgate.cfg",
     ] {
         assert!(
             listing.contains(path),
@@ -75,7 +77,20 @@ fn packaged_binary_config_and_man_page_work() {
     assert!(run(Command::new(&bin).arg("--version")).starts_with("floodgate "));
     let config = root.0.join("etc/floodgate/floodgate.toml");
     let checked = run(Command::new(&bin).arg("check-config").arg(&config));
-    assert!(checked.contains(": ok (1 rules"), "{checked}");
+    // The default rules: plaintext and proxy floods, TLS handshakes, failed logins, 404
+    // scanning, backend time.
+    assert!(checked.contains(": ok (6 rules"), "{checked}");
+    // The shipped nginx snippet is what the binary prints (the edge tests run nginx with it).
+    let shipped = std::fs::read_to_string(root.0.join("usr/share/floodgate/nginx-floodgate.conf"))
+        .expect("nginx snippet");
+    assert_eq!(
+        shipped,
+        run(Command::new(&bin).args(["proxy-snippet", "nginx"]))
+    );
+    assert!(
+        shipped.contains("log_format floodgate escape=json"),
+        "{shipped}"
+    );
     let man = run(Command::new("gzip")
         .arg("-dc")
         .arg(root.0.join("usr/share/man/man1/floodgate.1.gz")));

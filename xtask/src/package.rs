@@ -1,5 +1,6 @@
 //! `cargo xtask package`: the Debian package, assembled from the release build with dpkg-deb:
-//! binary, systemd unit, configuration (a conffile), man page, completions, example config.
+//! binary, systemd unit, configuration (a conffile), man page, completions, example config,
+//! and the proxy feed snippets for nginx and HAProxy.
 
 use std::{
     fs,
@@ -67,12 +68,24 @@ pub(crate) fn package(env: &Env) -> Result<PathBuf> {
         &completions.stdout,
         0o644,
     )?;
+    // The proxy feed lines, from the binary that parses them (they cannot drift).
+    for (proxy, file) in [
+        ("nginx", "usr/share/floodgate/nginx-floodgate.conf"),
+        ("haproxy", "usr/share/floodgate/haproxy-floodgate.cfg"),
+    ] {
+        let snippet = Command::new(bin).args(["proxy-snippet", proxy]).output()?;
+        ensure!(
+            snippet.status.success(),
+            "floodgate proxy-snippet {proxy} failed"
+        );
+        put(file, &snippet.stdout, 0o644)?;
+    }
     let size_kib = dir_size(&stage)? / 1024;
     put(
         "DEBIAN/control",
         format!(
             "Package: floodgate\nVersion: {version}\nArchitecture: {arch}\nMaintainer: Floodgate engineers <floodgate@example.invalid>\n\
-             Installed-Size: {size_kib}\nDepends: libc6 (>= 2.34)\nSection: net\nPriority: optional\n\
+             Installed-Size: {size_kib}\nDepends: libc6 (>= 2.34), iproute2\nSection: net\nPriority: optional\n\
              Description: XDP HTTP flood mitigation daemon and CLI\n \
              Drops packets from flooding sources at XDP, detects HTTP floods from sampled request\n \
              starts and blocks them with a time to live in pinned eBPF maps.\n"
