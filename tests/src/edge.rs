@@ -12,7 +12,7 @@ use std::{
 
 use crate::{
     ChildGuard, floodgate_bin,
-    net::{Nginx, SERVER_V4, SERVER_V6, Testbed, sh},
+    net::{BoundTo as _, Nginx, SERVER_V4, SERVER_V6, Testbed, sh},
     unique, wait_until,
 };
 
@@ -258,7 +258,6 @@ impl Testbed {
         clients: u32,
         extra: &[&str],
     ) -> ChildGuard {
-        let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
         let mut args = vec![
             "-c".to_owned(),
             clients.to_string(),
@@ -277,8 +276,7 @@ impl Testbed {
             self.client
                 .cmd("h2load")
                 .args(&args)
-                .env("LD_PRELOAD", shim)
-                .env("FG_SOURCES", list.join(",")),
+                .bound_to(shim, sources),
         )
     }
 }

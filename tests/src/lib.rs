@@ -135,6 +135,23 @@ pub fn floodgate_ok(pins: &TempPins, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The targets of every block entry (`floodgate block list --json`).
+#[must_use]
+pub fn blocked_targets(pins: &TempPins) -> Vec<String> {
+    floodgate_json(pins, &["block", "list", "--json"])
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|b| b["target"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// True when an entry for exactly `ip` is in the block list.
+#[must_use]
+pub fn is_blocked(pins: &TempPins, ip: std::net::IpAddr) -> bool {
+    blocked_targets(pins).contains(&ip.to_string())
+}
+
 /// Runs a `--json` command of `floodgate` against `pins`, asserting success; returns the JSON.
 #[must_use]
 pub fn floodgate_json(pins: &TempPins, args: &[&str]) -> serde_json::Value {

@@ -4,7 +4,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
@@ -377,6 +377,29 @@ impl Testbed {
         v[0]["address"].as_str().expect("mac").to_owned()
     }
 
+    /// Floods nginx on port 80 from `sources` at `rate` requests/s each for `seconds` with the
+    /// loadgen tool at `loadgen` (`env!("CARGO_BIN_EXE_loadgen")` in a test); asserts it ran.
+    pub fn loadgen(&self, loadgen: &str, sources: &[IpAddr], rate: u32, seconds: u32) {
+        let mut args = vec![
+            format!("{SERVER_V4}:80"),
+            rate.to_string(),
+            seconds.to_string(),
+            "100".into(),
+        ];
+        args.extend(sources.iter().map(ToString::to_string));
+        let out = self
+            .client
+            .cmd(loadgen)
+            .args(&args)
+            .output()
+            .expect("run loadgen");
+        assert!(
+            out.status.success(),
+            "loadgen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Compiles the round-robin source-binding shim (LD_PRELOAD) for wrk; returns its path.
     #[must_use]
     pub fn build_shim() -> PathBuf {
@@ -409,7 +432,6 @@ impl Testbed {
         duration: Duration,
         connections: u32,
     ) -> ChildGuard {
-        let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
         ChildGuard::spawn(
             &unique("wrk"),
             self.client
@@ -425,9 +447,21 @@ impl Testbed {
                     "1s",
                     url,
                 ])
-                .env("LD_PRELOAD", shim)
-                .env("FG_SOURCES", list.join(",")),
+                .bound_to(shim, sources),
         )
+    }
+}
+
+/// Binds a load tool's connections to many source addresses (the round-robin shim).
+pub trait BoundTo {
+    /// Preloads `shim` (from [`Testbed::build_shim`]) with `sources` for the command.
+    fn bound_to(&mut self, shim: &Path, sources: &[IpAddr]) -> &mut Self;
+}
+
+impl BoundTo for Command {
+    fn bound_to(&mut self, shim: &Path, sources: &[IpAddr]) -> &mut Self {
+        let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        self.env("LD_PRELOAD", shim).env("FG_SOURCES", list.join(","))
     }
 }
 

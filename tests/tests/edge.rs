@@ -13,7 +13,7 @@ use std::{
 };
 
 use floodgate_tests::{
-    TempPins,
+    TempPins, blocked_targets,
     edge::{Cert, port},
     floodgate_json,
     net::{Daemon, FloodPlan, SERVER_V4, SERVER_V6, Testbed, test_config},
@@ -41,14 +41,6 @@ fn feed_socket() -> (PathBuf, PathBuf) {
     (dir, socket)
 }
 
-fn blocked(pins: &TempPins) -> Vec<String> {
-    floodgate_json(pins, &["block", "list", "--json"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["target"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 /// Block latencies the daemon logged (crossing → block in force), ms.
 fn latencies(daemon: &Daemon) -> Vec<f64> {
@@ -149,7 +141,7 @@ fn flood_through(tb: &Testbed, plan: &FloodPlan, pins: &TempPins, daemon: &Daemo
         }
     });
     let _ = std::fs::remove_file(&shim);
-    let blocks = blocked(pins);
+    let blocks = blocked_targets(pins);
     let log = daemon.process.log();
     for flooder in plan.flooders() {
         assert!(
@@ -262,7 +254,7 @@ fn a_tls_handshake_flood_without_keep_alive_is_blocked_by_the_kernel_sensor() {
         eprintln!("h2load: {}", flood.log());
     });
     let _ = std::fs::remove_file(&shim);
-    let blocks = blocked(&pins);
+    let blocks = blocked_targets(&pins);
     let log = daemon.process.log();
     for flooder in &plan.flood4 {
         assert!(

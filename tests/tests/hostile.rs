@@ -12,46 +12,17 @@ use std::{
 use filter_common::reason;
 use filter_user::{bpf::maps::block_entry, enforce::writer::MapWriter, target::Target};
 use floodgate_tests::{
-    TempPins, floodgate, floodgate_bin, floodgate_json,
+    TempPins, blocked_targets, floodgate, floodgate_bin, floodgate_json,
     fuzz::Rng,
     net::{FloodPlan, SERVER_V4, Testbed, test_config},
     wait_until,
 };
 
-fn blocks(pins: &TempPins) -> Vec<String> {
-    floodgate_json(pins, &["block", "list", "--json"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["target"].as_str().unwrap().to_owned())
-        .collect()
-}
 
 fn stats(pins: &TempPins) -> serde_json::Value {
     floodgate_json(pins, &["stats", "--json"])
 }
 
-/// Floods nginx from `sources` at `rate` requests/s each for `seconds` (the loadgen tool).
-fn loadgen(tb: &Testbed, sources: &[IpAddr], rate: u32, seconds: u32) {
-    let mut args = vec![
-        format!("{SERVER_V4}:80"),
-        rate.to_string(),
-        seconds.to_string(),
-        "100".into(),
-    ];
-    args.extend(sources.iter().map(ToString::to_string));
-    let out = tb
-        .client
-        .cmd(env!("CARGO_BIN_EXE_loadgen"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn collateral_damage_guard_refuses_and_logs() {
@@ -86,10 +57,10 @@ fn collateral_damage_guard_refuses_and_logs() {
             }
         });
         std::thread::sleep(Duration::from_millis(1500));
-        loadgen(&tb, &flooders, 400, 3);
+        tb.loadgen(env!("CARGO_BIN_EXE_loadgen"), &flooders, 400, 3);
     });
     let log = daemon.process.log();
-    let listed = blocks(&pins);
+    let listed = blocked_targets(&pins);
     assert!(
         listed.contains(&"198.18.2.1".to_owned()) && listed.contains(&"198.18.2.2".to_owned()),
         "{listed:?}\n{log}"
@@ -164,7 +135,7 @@ fn a_full_block_map_evicts_the_daemons_soonest_entry() {
     );
     let daemon = tb.start_daemon(&pins, &test_config("[state]\nsweep_interval = \"1h\"\n"));
     let filter = filter_user::bpf::maps::Maps::open(&pins.pins).unwrap();
-    loadgen(&tb, &[flooder], 400, 2);
+    tb.loadgen(env!("CARGO_BIN_EXE_loadgen"), &[flooder], 400, 2);
     // The decision lands while or shortly after the load runs; machines differ in speed.
     assert!(
         wait_until(Duration::from_secs(10), || filter
@@ -271,7 +242,7 @@ fn a_million_spoofed_sources_leave_memory_legit_clients_and_the_cli_alone() {
     );
     assert!(grown < 16 << 20, "daemon memory grew by {grown} bytes");
     assert!(
-        blocks(&pins).is_empty(),
+        blocked_targets(&pins).is_empty(),
         "no spoofed source (nor the legitimate client) blocked"
     );
 }
@@ -353,7 +324,7 @@ fn kills_at_random_points_lose_no_block() {
         if round == 1 {
             daemon.process.signal(libc::SIGHUP);
         }
-        let before_kill = blocks(&pins);
+        let before_kill = blocked_targets(&pins);
         daemon.process.signal(libc::SIGKILL);
         daemon
             .process
@@ -361,7 +332,7 @@ fn kills_at_random_points_lose_no_block() {
             .expect("killed");
         wrk.wait_exit(Duration::from_secs(10))
             .expect("wrk is bounded");
-        let after = blocks(&pins);
+        let after = blocked_targets(&pins);
         for b in known.iter().chain(&before_kill) {
             assert!(
                 after.contains(b),

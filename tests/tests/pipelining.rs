@@ -9,7 +9,7 @@ use std::{
 };
 
 use floodgate_tests::{
-    TempPins, floodgate_json,
+    TempPins, floodgate_json, is_blocked,
     net::{SERVER_V4, Testbed, connect_from, test_config},
     wait_until,
 };
@@ -83,13 +83,7 @@ fn pipelined_bursts_count_every_request() {
     );
     let answered = pipelining_client(&tb, piper, 20, Duration::from_secs(4));
     eprintln!("answered {answered}");
-    let blocked = wait_until(Duration::from_secs(5), || {
-        floodgate_json(&pins, &["block", "list", "--json"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b["target"] == piper.to_string())
-    });
+    let blocked = wait_until(Duration::from_secs(5), || is_blocked(&pins, piper));
     assert!(
         blocked,
         "a pipelining source at 600 requests/s is blocked (answered {answered}): {}",

@@ -11,7 +11,7 @@ use std::{
 };
 
 use floodgate_tests::{
-    ChildGuard, TempPins,
+    ChildGuard, TempPins, is_blocked,
     edge::Cert,
     floodgate_json,
     net::{Daemon, SERVER_V4, Testbed, test_config},
@@ -33,13 +33,6 @@ fn config(socket: &Path, rules: &str) -> String {
     ))
 }
 
-fn is_blocked(pins: &TempPins, ip: IpAddr) -> bool {
-    floodgate_json(pins, &["block", "list", "--json"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|b| b["target"] == ip.to_string())
-}
 
 fn daemon_status(pins: &TempPins) -> serde_json::Value {
     floodgate_json(pins, &["status", "--json"])["daemon"].clone()

@@ -12,26 +12,6 @@ use floodgate_tests::{
 
 const CONFIG: &str = "[aggregation]\nmin_addresses = 0\n";
 
-fn loadgen(tb: &Testbed, sources: &[IpAddr], rate: u32, seconds: u32) {
-    let mut args = vec![
-        format!("{SERVER_V4}:80"),
-        rate.to_string(),
-        seconds.to_string(),
-        "100".into(),
-    ];
-    args.extend(sources.iter().map(ToString::to_string));
-    let out = tb
-        .client
-        .cmd(env!("CARGO_BIN_EXE_loadgen"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "loadgen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `latency=NNms` of the daemon's block line for `target`.
 fn block_latency_ms(log: &str, target: IpAddr) -> Option<u64> {
@@ -62,7 +42,7 @@ fn a_silent_control_client_never_delays_decisions() {
         let mut buf = [0u8; 1];
         let _ = silent.read(&mut buf);
     });
-    loadgen(&tb, &flooders, 400, 2);
+    tb.loadgen(env!("CARGO_BIN_EXE_loadgen"), &flooders, 400, 2);
     let decided = wait_until(Duration::from_secs(10), || {
         let log = daemon.process.log();
         flooders

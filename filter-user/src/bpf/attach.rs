@@ -356,6 +356,28 @@ pub fn interface_index(iface: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// The `bpf(2)` syscall with `attr`.
+///
+/// # Safety
+/// `attr` must be the attribute struct `cmd` expects, and every pointer in it valid for what
+/// the kernel reads or writes through it during the call.
+unsafe fn bpf<T>(cmd: aya_obj::generated::bpf_cmd, attr: &T) -> std::io::Result<i64> {
+    // SAFETY: the caller upholds the contract above; the size is `attr`'s own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_ref(attr),
+            size_of::<T>() as libc::c_long,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
 /// The interface index the pinned link of `iface` is attached to, as the kernel says now:
 /// 0 when the interface it was attached to is gone (the kernel detaches the link then).
 pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
@@ -380,17 +402,7 @@ pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
         file_flags: 0,
     };
     // SAFETY: BPF_OBJ_GET reads a NUL-terminated path through `get`, which outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            aya_obj::generated::bpf_cmd::BPF_OBJ_GET as libc::c_long,
-            &raw const get,
-            size_of::<ObjGet>() as libc::c_long,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let fd = unsafe { bpf(aya_obj::generated::bpf_cmd::BPF_OBJ_GET, &get)? };
     // SAFETY: the syscall returned a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     // SAFETY: all-zero is a valid bpf_link_info (plain integers and unions of them).
@@ -402,17 +414,7 @@ pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
     };
     // SAFETY: the kernel writes at most `info_len` bytes into `info`, which lives on this stack
     // frame until the call returns.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
-            &raw const request,
-            size_of::<InfoByFd>() as libc::c_long,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    unsafe { bpf(aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &request)? };
     // SAFETY: for an XDP link the kernel fills the `xdp` member; a detached one reads 0.
     Ok(unsafe { info.__bindgen_anon_1.xdp.ifindex })
 }
