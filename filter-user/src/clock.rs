@@ -18,7 +18,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// Formats a duration the way [`crate::config::Duration`] reads it (largest whole unit).
 #[must_use]
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => format!("{}ms", d.as_millis()),

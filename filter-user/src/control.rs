@@ -16,21 +16,21 @@ use serde::{Deserialize, Serialize};
 use crate::{enforce::Origin, target::Target};
 
 /// Version of this protocol; bumped on an incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// The default control socket path (the one place it is written down; `[control] socket`
 /// and `--socket` override it).
-pub const DEFAULT_SOCKET: &str = "/run/floodgate/control.sock";
+pub(crate) const DEFAULT_SOCKET: &str = "/run/floodgate/control.sock";
 
 /// Environment variable naming the socket for the CLI.
-pub const SOCKET_ENV: &str = "FLOODGATE_CONTROL_SOCKET";
+pub(crate) const SOCKET_ENV: &str = "FLOODGATE_CONTROL_SOCKET";
 
 /// Longest request line the daemon reads.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// One request line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RequestLine {
+pub(crate) struct RequestLine {
     /// The sender's [`PROTOCOL_VERSION`].
     pub version: u32,
     /// What is asked.
@@ -41,7 +41,7 @@ pub struct RequestLine {
 /// What the CLI can ask the daemon.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Request {
+pub(crate) enum Request {
     /// The heaviest talkers.
     Top {
         /// How many.
@@ -67,7 +67,7 @@ pub enum Request {
 /// The daemon's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Reply {
+pub(crate) enum Reply {
     /// Answer to [`Request::Top`].
     Top(TopReply),
     /// Answer to [`Request::Why`].
@@ -116,7 +116,7 @@ pub enum ControlError {
 
 /// Heavy talkers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TopReply {
+pub(crate) struct TopReply {
     /// Highest rate first.
     pub top: Vec<TalkerRow>,
     /// Rate keys tracked.
@@ -127,7 +127,7 @@ pub struct TopReply {
 
 /// One talker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TalkerRow {
+pub(crate) struct TalkerRow {
     /// Source address.
     pub key: IpAddr,
     /// Requests/s, smoothed.
@@ -142,7 +142,7 @@ pub struct TalkerRow {
 
 /// Live state of one address.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WhyReply {
+pub(crate) struct WhyReply {
     /// Rate under every source- or prefix-keyed rule.
     pub rates: Vec<RuleRate>,
     /// The decision this daemon wrote that is in force for the address (exact entry first,
@@ -152,7 +152,7 @@ pub struct WhyReply {
 
 /// One rule's view of an address.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RuleRate {
+pub(crate) struct RuleRate {
     /// Rule name.
     pub rule: String,
     /// Requests/s now.
@@ -163,7 +163,7 @@ pub struct RuleRate {
 
 /// A decision as `why` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DecisionView {
+pub(crate) struct DecisionView {
     /// What was blocked.
     pub target: Target,
     /// The rule (or "aggregate").
@@ -184,7 +184,7 @@ pub struct DecisionView {
 
 /// The daemon's status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StatusReply {
+pub(crate) struct StatusReply {
     /// Protected interfaces with what the kernel says about them.
     pub interfaces: Vec<InterfaceStatus>,
     /// Current 1-in-N sampling factor.
@@ -205,7 +205,7 @@ pub struct StatusReply {
 
 /// What the proxy feed delivered and refused since the daemon started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProxyStatus {
+pub(crate) struct ProxyStatus {
     /// The socket.
     pub socket: PathBuf,
     /// Requests received and handed to the detector.
@@ -222,7 +222,7 @@ pub struct ProxyStatus {
 
 /// One protected interface.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InterfaceStatus {
+pub(crate) struct InterfaceStatus {
     /// Interface name.
     pub name: String,
     /// True when the kernel has our program attached to it now.
@@ -268,7 +268,7 @@ pub enum ClientError {
 /// The socket the CLI talks to: `--socket`, else `$FLOODGATE_CONTROL_SOCKET`, else the
 /// configuration's `[control] socket` (when readable), else [`DEFAULT_SOCKET`].
 #[must_use]
-pub fn socket_path(flag: Option<&Path>, configured: Option<PathBuf>) -> PathBuf {
+pub(crate) fn socket_path(flag: Option<&Path>, configured: Option<PathBuf>) -> PathBuf {
     flag.map(Path::to_path_buf)
         .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
         .or(configured)
@@ -276,7 +276,7 @@ pub fn socket_path(flag: Option<&Path>, configured: Option<PathBuf>) -> PathBuf 
 }
 
 /// Sends one request and reads the reply; a [`Reply::Error`] becomes [`ClientError::Refused`].
-pub fn request(socket: &Path, request: Request) -> Result<Reply, ClientError> {
+pub(crate) fn request(socket: &Path, request: Request) -> Result<Reply, ClientError> {
     let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::DaemonDown {
         path: socket.to_path_buf(),
         source,
@@ -313,7 +313,7 @@ pub fn request(socket: &Path, request: Request) -> Result<Reply, ClientError> {
 }
 
 /// Parses one request line as the daemon does.
-pub fn parse_request(line: &str) -> Result<Request, ControlError> {
+pub(crate) fn parse_request(line: &str) -> Result<Request, ControlError> {
     #[derive(Deserialize)]
     struct Version {
         version: Option<u32>,

@@ -108,7 +108,7 @@ impl Target {
 
 /// The 16-byte key of an address (IPv4 mapped).
 #[must_use]
-pub fn ip_key(ip: IpAddr) -> Addr {
+pub(crate) fn ip_key(ip: IpAddr) -> Addr {
     match canonical(ip) {
         IpAddr::V4(v4) => v4_mapped(v4.octets()),
         IpAddr::V6(v6) => v6.octets(),

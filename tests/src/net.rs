@@ -461,7 +461,8 @@ pub trait BoundTo {
 impl BoundTo for Command {
     fn bound_to(&mut self, shim: &Path, sources: &[IpAddr]) -> &mut Self {
         let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
-        self.env("LD_PRELOAD", shim).env("FG_SOURCES", list.join(","))
+        self.env("LD_PRELOAD", shim)
+            .env("FG_SOURCES", list.join(","))
     }
 }
 

@@ -41,7 +41,6 @@ fn feed_socket() -> (PathBuf, PathBuf) {
     (dir, socket)
 }
 
-
 /// Block latencies the daemon logged (crossing → block in force), ms.
 fn latencies(daemon: &Daemon) -> Vec<f64> {
     daemon

@@ -18,11 +18,9 @@ use floodgate_tests::{
     wait_until,
 };
 
-
 fn stats(pins: &TempPins) -> serde_json::Value {
     floodgate_json(pins, &["stats", "--json"])
 }
-
 
 #[test]
 fn collateral_damage_guard_refuses_and_logs() {

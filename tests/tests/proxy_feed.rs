@@ -11,9 +11,9 @@ use std::{
 };
 
 use floodgate_tests::{
-    ChildGuard, TempPins, is_blocked,
+    ChildGuard, TempPins,
     edge::Cert,
-    floodgate_json,
+    floodgate_json, is_blocked,
     net::{Daemon, SERVER_V4, Testbed, test_config},
     unique, wait_until,
 };
@@ -32,7 +32,6 @@ fn config(socket: &Path, rules: &str) -> String {
         socket.display()
     ))
 }
-
 
 fn daemon_status(pins: &TempPins) -> serde_json::Value {
     floodgate_json(pins, &["status", "--json"])["daemon"].clone()

@@ -12,7 +12,6 @@ use floodgate_tests::{
 
 const CONFIG: &str = "[aggregation]\nmin_addresses = 0\n";
 
-
 /// `latency=NNms` of the daemon's block line for `target`.
 fn block_latency_ms(log: &str, target: IpAddr) -> Option<u64> {
     let prefix = format!("block {target} ");

@@ -102,7 +102,7 @@ pub enum Adoption {
 
 /// The kernel map type of a layout entry.
 #[must_use]
-pub fn map_type(kind: MapKind) -> MapType {
+pub(crate) fn map_type(kind: MapKind) -> MapType {
     match kind {
         MapKind::Hash => MapType::Hash,
         MapKind::Array => MapType::Array,
@@ -197,7 +197,7 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
 }
 
 /// Compares every pinned map with the layout this binary was built with.
-pub fn check_layout(pins: &Pins) -> Result<(), AttachError> {
+pub(crate) fn check_layout(pins: &Pins) -> Result<(), AttachError> {
     for spec in LAYOUT {
         let path = pins.map(spec.name);
         let data = MapData::from_pin(&path).map_err(|source| AttachError::Map {
@@ -343,13 +343,13 @@ pub fn detach_all(pins: &Pins) -> Result<Vec<String>, AttachError> {
 
 /// Parses an attach mode name.
 #[must_use]
-pub fn mode(skb: bool) -> XdpMode {
+pub(crate) fn mode(skb: bool) -> XdpMode {
     if skb { XdpMode::Skb } else { XdpMode::Driver }
 }
 
 /// The index of an interface by name; `None` when there is no such interface now.
 #[must_use]
-pub fn interface_index(iface: &str) -> Option<u32> {
+pub(crate) fn interface_index(iface: &str) -> Option<u32> {
     let name = std::ffi::CString::new(iface).ok()?;
     // SAFETY: a valid NUL-terminated name; if_nametoindex only reads it.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -380,7 +380,7 @@ unsafe fn bpf<T>(cmd: aya_obj::generated::bpf_cmd, attr: &T) -> std::io::Result<
 
 /// The interface index the pinned link of `iface` is attached to, as the kernel says now:
 /// 0 when the interface it was attached to is gone (the kernel detaches the link then).
-pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
+pub(crate) fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     let path = std::ffi::CString::new(pins.link(iface).as_os_str().as_encoded_bytes())
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
@@ -414,7 +414,12 @@ pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
     };
     // SAFETY: the kernel writes at most `info_len` bytes into `info`, which lives on this stack
     // frame until the call returns.
-    unsafe { bpf(aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &request)? };
+    unsafe {
+        bpf(
+            aya_obj::generated::bpf_cmd::BPF_OBJ_GET_INFO_BY_FD,
+            &request,
+        )?
+    };
     // SAFETY: for an XDP link the kernel fills the `xdp` member; a detached one reads 0.
     Ok(unsafe { info.__bindgen_anon_1.xdp.ifindex })
 }
@@ -423,13 +428,13 @@ pub fn link_ifindex(pins: &Pins, iface: &str) -> std::io::Result<u32> {
 /// link when its device goes away (the link then reports ifindex 0), so this holds until the
 /// interface is deleted, whatever network namespace the caller is in.
 #[must_use]
-pub fn is_attached(pins: &Pins, iface: &str) -> bool {
+pub(crate) fn is_attached(pins: &Pins, iface: &str) -> bool {
     link_ifindex(pins, iface).is_ok_and(|at| at != 0)
 }
 
 /// Attaches again to an interface that came back: removes the stale link pin (its interface
 /// is gone, so the kernel already detached it) and attaches a new link.
-pub fn reattach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Adoption, AttachError> {
+pub(crate) fn reattach(pins: &Pins, iface: &str, mode: XdpMode) -> Result<Adoption, AttachError> {
     let link_path = pins.link(iface);
     if link_path.exists() {
         std::fs::remove_file(&link_path).map_err(|source| PinsError::Io {

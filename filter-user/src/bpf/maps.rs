@@ -124,7 +124,7 @@ pub(crate) fn write_err(map: &'static str, cap: u32) -> impl FnOnce(MapError) ->
 
 /// Encodes free text into the fixed reason field (truncated on a char boundary).
 #[must_use]
-pub fn reason_text(text: &str) -> [u8; REASON_TEXT_LEN] {
+pub(crate) fn reason_text(text: &str) -> [u8; REASON_TEXT_LEN] {
     let mut out = [0u8; REASON_TEXT_LEN];
     let mut end = text.len().min(REASON_TEXT_LEN);
     while !text.is_char_boundary(end) {
@@ -136,7 +136,7 @@ pub fn reason_text(text: &str) -> [u8; REASON_TEXT_LEN] {
 
 /// Decodes the reason field.
 #[must_use]
-pub fn reason_string(raw: &[u8; REASON_TEXT_LEN]) -> String {
+pub(crate) fn reason_string(raw: &[u8; REASON_TEXT_LEN]) -> String {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
@@ -237,7 +237,7 @@ impl Maps {
     /// The block entry that decides `ip`'s fate, as the program finds it: the exact entry if in
     /// force, else the longest prefix in force (looking past at most
     /// [`MAX_SHADOWED_PREFIXES`] expired longer ones), else the expired entry that matched.
-    pub fn covering_block(&self, ip: IpAddr) -> Result<Option<BlockView>, MapsError> {
+    pub(crate) fn covering_block(&self, ip: IpAddr) -> Result<Option<BlockView>, MapsError> {
         let now = monotonic_ns();
         let host = Target::host(ip);
         let exact = self.block_entry(host)?.map(|e| view(host, &e, now));
@@ -275,7 +275,7 @@ impl Maps {
     }
 
     /// Removes an allow entry; false if there was none.
-    pub fn disallow(&mut self, target: Target) -> Result<bool, MapsError> {
+    pub(crate) fn disallow(&mut self, target: Target) -> Result<bool, MapsError> {
         match self.allow.remove(&Key::new(target.key_len(), target.key())) {
             Ok(()) => Ok(true),
             Err(err) if is_missing(&err) => Ok(false),
@@ -297,7 +297,7 @@ impl Maps {
     }
 
     /// True when `ip` is covered by the allow list.
-    pub fn is_allowed(&self, ip: IpAddr) -> Result<bool, MapsError> {
+    pub(crate) fn is_allowed(&self, ip: IpAddr) -> Result<bool, MapsError> {
         match self.allow.get(&Key::new(128, ip_key(ip)), 0) {
             Ok(_) => Ok(true),
             Err(err) if is_missing(&err) => Ok(false),
@@ -319,7 +319,7 @@ impl Maps {
     }
 
     /// Reads a kernel-side setting.
-    pub fn setting(&self, index: u32) -> Result<u32, MapsError> {
+    pub(crate) fn setting(&self, index: u32) -> Result<u32, MapsError> {
         self.config
             .get(&index, 0)
             .map_err(map_err("read", maps::CONFIG))
@@ -333,12 +333,12 @@ impl Maps {
     }
 
     /// True in monitor mode.
-    pub fn monitor(&self) -> Result<bool, MapsError> {
+    pub(crate) fn monitor(&self) -> Result<bool, MapsError> {
         Ok(self.setting(config::MONITOR)? != 0)
     }
 
     /// The protected ports of one kind ([`filter_common::port_kind`]), sorted.
-    pub fn ports(&self, kind: u32) -> Result<Vec<u16>, MapsError> {
+    pub(crate) fn ports(&self, kind: u32) -> Result<Vec<u16>, MapsError> {
         let mut ports = Vec::new();
         for item in self.ports.iter() {
             let (port, flags) = item.map_err(map_err("iterate", maps::PORTS))?;
@@ -383,12 +383,12 @@ impl Maps {
     }
 
     /// Number of exact and prefix block entries (walks both maps: for one-shot commands).
-    pub fn block_counts(&self) -> (usize, usize) {
+    pub(crate) fn block_counts(&self) -> (usize, usize) {
         (self.exact.keys().count(), self.prefix.keys().count())
     }
 
     /// Number of allow entries.
-    pub fn allow_count(&self) -> usize {
+    pub(crate) fn allow_count(&self) -> usize {
         self.allow.keys().count()
     }
 }

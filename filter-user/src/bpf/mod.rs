@@ -6,7 +6,8 @@ pub mod maps;
 pub mod pins;
 
 /// The embedded eBPF object built by `build.rs`.
-pub mod ebpf {
+pub(crate) mod ebpf {
     /// The Floodgate XDP program object.
-    pub static FILTER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filter"));
+    pub(crate) static FILTER: &[u8] =
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/filter"));
 }

@@ -8,13 +8,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use filter_common::{DEFAULT_PIN_ROOT, LAYOUT_VERSION};
+use filter_common::LAYOUT_VERSION;
 
 /// `statfs` magic of bpffs.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-/// Environment variable overriding the pin root (tests run side by side with their own).
-pub const PIN_ROOT_ENV: &str = "FLOODGATE_PIN_ROOT";
 
 /// Errors about the pin directory.
 #[derive(Debug, thiserror::Error)]
@@ -71,15 +68,6 @@ impl Pins {
         Self { root: root.into() }
     }
 
-    /// Pins under `$FLOODGATE_PIN_ROOT` or the default root.
-    #[must_use]
-    pub fn from_env() -> Self {
-        Self::new(
-            std::env::var_os(PIN_ROOT_ENV)
-                .map_or_else(|| PathBuf::from(DEFAULT_PIN_ROOT), PathBuf::from),
-        )
-    }
-
     /// The pin root.
     #[must_use]
     pub fn root(&self) -> &Path {
@@ -88,19 +76,19 @@ impl Pins {
 
     /// The directory of this layout version.
     #[must_use]
-    pub fn layout_dir(&self) -> PathBuf {
+    pub(crate) fn layout_dir(&self) -> PathBuf {
         self.root.join(LAYOUT_VERSION)
     }
 
     /// Directory of the pinned maps (pin file name = map name).
     #[must_use]
-    pub fn maps_dir(&self) -> PathBuf {
+    pub(crate) fn maps_dir(&self) -> PathBuf {
         self.layout_dir().join("maps")
     }
 
     /// Path of one pinned map.
     #[must_use]
-    pub fn map(&self, name: &str) -> PathBuf {
+    pub(crate) fn map(&self, name: &str) -> PathBuf {
         self.maps_dir().join(name)
     }
 
@@ -112,7 +100,7 @@ impl Pins {
 
     /// Directory of the pinned XDP links, one per interface name.
     #[must_use]
-    pub fn links_dir(&self) -> PathBuf {
+    pub(crate) fn links_dir(&self) -> PathBuf {
         self.layout_dir().join("links")
     }
 
@@ -124,12 +112,12 @@ impl Pins {
 
     /// True when a program is pinned (the filter is loaded).
     #[must_use]
-    pub fn loaded(&self) -> bool {
+    pub(crate) fn loaded(&self) -> bool {
         self.program().exists()
     }
 
     /// Interfaces with a pinned link.
-    pub fn linked_interfaces(&self) -> Result<Vec<String>, PinsError> {
+    pub(crate) fn linked_interfaces(&self) -> Result<Vec<String>, PinsError> {
         let dir = self.links_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -152,7 +140,7 @@ impl Pins {
 
     /// Fails unless the pin root's parent (or the root) lies on a bpffs, and refuses pins of
     /// another layout version.
-    pub fn check(&self) -> Result<(), PinsError> {
+    pub(crate) fn check(&self) -> Result<(), PinsError> {
         let probe = if self.root.exists() {
             self.root.clone()
         } else {

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::target::Target;
 
 /// Exit codes, documented in the man page.
-pub const EXIT_CODES: &str = "EXIT STATUS:
+pub(crate) const EXIT_CODES: &str = "EXIT STATUS:
   0  success
   1  runtime failure (kernel, map or I/O error)
   2  bad input: malformed address, prefix, TTL, option or configuration

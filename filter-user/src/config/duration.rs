@@ -26,13 +26,13 @@ pub struct DurationError {
 impl Duration {
     /// `secs` seconds.
     #[must_use]
-    pub(crate) const fn from_secs(secs: u64) -> Self {
+    pub const fn from_secs(secs: u64) -> Self {
         Self(std::time::Duration::from_secs(secs))
     }
 
     /// `ms` milliseconds.
     #[must_use]
-    pub(crate) const fn from_millis(ms: u64) -> Self {
+    pub const fn from_millis(ms: u64) -> Self {
         Self(std::time::Duration::from_millis(ms))
     }
 }

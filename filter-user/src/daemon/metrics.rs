@@ -6,57 +6,57 @@ use std::net::SocketAddr;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Packets by XDP outcome (label `outcome`).
-pub const PACKETS: &str = "floodgate_packets_total";
+pub(crate) const PACKETS: &str = "floodgate_packets_total";
 /// Request starts seen by XDP.
-pub const REQUEST_STARTS: &str = "floodgate_request_starts_total";
+pub(crate) const REQUEST_STARTS: &str = "floodgate_request_starts_total";
 /// TLS ClientHellos seen by XDP on TLS ports.
-pub const TLS_HELLOS: &str = "floodgate_tls_hellos_total";
+pub(crate) const TLS_HELLOS: &str = "floodgate_tls_hellos_total";
 /// Samples by fate (label `fate`: taken, lost, unverified).
-pub const SAMPLES: &str = "floodgate_samples_total";
+pub(crate) const SAMPLES: &str = "floodgate_samples_total";
 /// Current 1-in-N sampling factor.
-pub const SAMPLE_EVERY: &str = "floodgate_sample_every";
+pub(crate) const SAMPLE_EVERY: &str = "floodgate_sample_every";
 /// Active block entries (label `kind`: exact, prefix).
-pub const ACTIVE_BLOCKS: &str = "floodgate_active_blocks";
+pub(crate) const ACTIVE_BLOCKS: &str = "floodgate_active_blocks";
 /// Decisions by rule (label `rule`, `action`).
-pub const DECISIONS: &str = "floodgate_decisions_total";
+pub(crate) const DECISIONS: &str = "floodgate_decisions_total";
 /// Seconds from the sample that crossed a threshold to the block being written.
-pub const DETECTION_LATENCY: &str = "floodgate_detection_latency_seconds";
+pub(crate) const DETECTION_LATENCY: &str = "floodgate_detection_latency_seconds";
 /// Tracked rate keys.
-pub const TRACKED: &str = "floodgate_tracked_clients";
+pub(crate) const TRACKED: &str = "floodgate_tracked_clients";
 /// Bytes of rate state per tracked key.
-pub const TRACKED_BYTES_PER_KEY: &str = "floodgate_tracked_bytes_per_client";
+pub(crate) const TRACKED_BYTES_PER_KEY: &str = "floodgate_tracked_bytes_per_client";
 /// Resident memory of the daemon.
-pub const MEMORY: &str = "floodgate_daemon_resident_bytes";
+pub(crate) const MEMORY: &str = "floodgate_daemon_resident_bytes";
 /// Expired entries removed by the sweep.
-pub const EXPIRED: &str = "floodgate_expired_blocks_total";
+pub(crate) const EXPIRED: &str = "floodgate_expired_blocks_total";
 /// Request events processed by the detector (label `sensor`).
-pub const DETECTOR_EVENTS: &str = "floodgate_detector_events_total";
+pub(crate) const DETECTOR_EVENTS: &str = "floodgate_detector_events_total";
 /// Kernel samples dropped by the daemon (label `why`: malformed, unparsed).
-pub const SAMPLES_DROPPED: &str = "floodgate_samples_dropped_total";
+pub(crate) const SAMPLES_DROPPED: &str = "floodgate_samples_dropped_total";
 /// 1 when the program is attached to the protected interface now, else 0 (label `interface`).
-pub const INTERFACE_ATTACHED: &str = "floodgate_interface_attached";
+pub(crate) const INTERFACE_ATTACHED: &str = "floodgate_interface_attached";
 /// Re-attachments after a protected interface came back (label `interface`).
-pub const REATTACHED: &str = "floodgate_interface_reattached_total";
+pub(crate) const REATTACHED: &str = "floodgate_interface_reattached_total";
 /// Requests received from the proxy feed and handed to the detector.
-pub const PROXY_EVENTS: &str = "floodgate_proxy_events_total";
+pub(crate) const PROXY_EVENTS: &str = "floodgate_proxy_events_total";
 /// Proxy feed datagrams not used (label `why`: refused, oversized, socket_full,
 /// unknown_format, version, malformed, bad_client).
-pub const PROXY_DROPPED: &str = "floodgate_proxy_datagrams_dropped_total";
+pub(crate) const PROXY_DROPPED: &str = "floodgate_proxy_datagrams_dropped_total";
 /// Proxy feed datagrams cut by the sender's size limit but used for their leading fields.
-pub const PROXY_CUT: &str = "floodgate_proxy_datagrams_cut_total";
+pub(crate) const PROXY_CUT: &str = "floodgate_proxy_datagrams_cut_total";
 /// 1 while the proxy feed socket is open, 0 when it is off or could not be opened.
-pub const PROXY_UP: &str = "floodgate_proxy_feed_up";
+pub(crate) const PROXY_UP: &str = "floodgate_proxy_feed_up";
 /// Control connections refused (label `why`: busy, bad_request).
-pub const CONTROL_REFUSED: &str = "floodgate_control_refused_total";
+pub(crate) const CONTROL_REFUSED: &str = "floodgate_control_refused_total";
 /// Decisions refused by the collateral guard (label `reason`).
-pub const REFUSED: &str = "floodgate_decisions_refused_total";
+pub(crate) const REFUSED: &str = "floodgate_decisions_refused_total";
 /// Daemon-made entries evicted because the exact block map was full.
-pub const EVICTIONS: &str = "floodgate_block_evictions_total";
+pub(crate) const EVICTIONS: &str = "floodgate_block_evictions_total";
 /// Failed map writes of decisions.
-pub const WRITE_FAILURES: &str = "floodgate_decision_write_failures_total";
+pub(crate) const WRITE_FAILURES: &str = "floodgate_decision_write_failures_total";
 
 /// Installs the exporter on `listen` (inside the running tokio runtime) and describes metrics.
-pub fn install(listen: SocketAddr) -> anyhow::Result<()> {
+pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(listen)
         .set_buckets_for_metric(

@@ -71,7 +71,7 @@ impl ConfigSource {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(pins: &Pins, args: RunArgs) -> Result<()> {
+pub(crate) fn run(pins: &Pins, args: RunArgs) -> Result<()> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
         None if std::path::Path::new(cfg::DEFAULT_PATH).exists() => {

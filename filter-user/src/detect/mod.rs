@@ -30,7 +30,7 @@ const TOP_MIN_SHARE: f64 = 0.1;
 
 /// One heavy talker for `top`.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Talker {
+pub(crate) struct Talker {
     /// Source address.
     pub addr: IpAddr,
     /// Requests/s (smoothed over the last seconds).
@@ -46,7 +46,7 @@ pub struct Talker {
 
 /// Counters the daemon exports.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct DetectStats {
+pub(crate) struct DetectStats {
     /// Events processed.
     pub events: u64,
 }
@@ -85,7 +85,7 @@ impl Detector {
 
     /// Applies new settings (rules, thresholds, escalation). Rate state is kept when the rules
     /// are unchanged, reset otherwise (rule indices may have moved); decisions stay in the maps.
-    pub fn reconfigure(&mut self, settings: &Settings) {
+    pub(crate) fn reconfigure(&mut self, settings: &Settings) {
         let same_rules = self.rules == settings.rules;
         if !same_rules || settings.state.max_tracked != self.settings.state.max_tracked {
             self.table = RateTable::new(settings.state.max_tracked);
@@ -102,7 +102,7 @@ impl Detector {
 
     /// Processing counters.
     #[must_use]
-    pub fn stats(&self) -> DetectStats {
+    pub(crate) fn stats(&self) -> DetectStats {
         self.stats
     }
 
@@ -201,7 +201,7 @@ impl Detector {
     }
 
     /// Forgets a decision (the operator removed the block), so the key can be decided again.
-    pub fn forget(&mut self, target: &Target) {
+    pub(crate) fn forget(&mut self, target: &Target) {
         self.decided.remove(target);
     }
 
@@ -313,7 +313,7 @@ impl Detector {
 
     /// Once per second: fold the last second into the smoothed talker rates and forget old
     /// decisions, offences and aggregation members.
-    pub fn tick(&mut self, now_ns: u64, elapsed: Duration) {
+    pub(crate) fn tick(&mut self, now_ns: u64, elapsed: Duration) {
         let secs = elapsed.as_secs_f64().max(0.001);
         for talker in self.top.values_mut() {
             talker.rate = 0.5 * talker.rate + 0.5 * talker.pending / secs;
@@ -336,7 +336,7 @@ impl Detector {
 
     /// Legitimate clients seen within the guard window: (inside `target`, in all).
     #[must_use]
-    pub fn legit_clients(&self, target: &Target) -> (usize, usize) {
+    pub(crate) fn legit_clients(&self, target: &Target) -> (usize, usize) {
         (
             self.recent
                 .keys()
@@ -348,7 +348,7 @@ impl Detector {
 
     /// The heaviest talkers, highest rate first.
     #[must_use]
-    pub fn top(&self, limit: usize) -> Vec<Talker> {
+    pub(crate) fn top(&self, limit: usize) -> Vec<Talker> {
         let mut talkers: Vec<Talker> = self.top.values().cloned().collect();
         talkers.sort_by(|a, b| b.rate.total_cmp(&a.rate));
         talkers.truncate(limit);
@@ -360,7 +360,7 @@ impl Detector {
 
     /// Current rate of `ip` under every source-keyed rule: (rule, rate, threshold).
     #[must_use]
-    pub fn rates(&self, ip: IpAddr, now_ns: u64) -> Vec<(String, f64, f64)> {
+    pub(crate) fn rates(&self, ip: IpAddr, now_ns: u64) -> Vec<(String, f64, f64)> {
         self.rules
             .iter()
             .enumerate()

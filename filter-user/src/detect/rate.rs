@@ -10,7 +10,7 @@ const PROBE: usize = 8;
 
 /// What the rate state is kept for: a rule's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RateKey {
+pub(crate) struct RateKey {
     /// Source address or prefix network address (16-byte form).
     pub addr: Addr,
     /// Hash of the path or Host for per-(source, path/host) rules; 0 otherwise.
@@ -35,7 +35,7 @@ const _: () = assert!(size_of::<Slot>() == 40);
 
 /// The estimate after an observation.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Estimate {
+pub(crate) struct Estimate {
     /// Estimated requests per second over the sliding window.
     pub rate: f64,
     /// Verified samples in the current window.
@@ -55,7 +55,7 @@ impl RateTable {
     /// A table with room for at least `capacity` keys (rounded up to a power of two). Memory is
     /// reserved zeroed, so untouched slots cost no resident pages.
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let n = capacity.max(PROBE).next_power_of_two();
         let seed = std::collections::hash_map::RandomState::new();
         let seed = std::hash::BuildHasher::hash_one(&seed, 0x5eed_u64) | 1;
@@ -76,25 +76,21 @@ impl RateTable {
 
     /// Keys tracked now.
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// True when nothing is tracked.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Slots (the hard cap).
+    #[cfg(test)]
     #[must_use]
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.slots.len()
     }
 
     /// Keys evicted to make room so far.
+    #[cfg(test)]
     #[must_use]
-    pub fn evictions(&self) -> u64 {
+    pub(crate) fn evictions(&self) -> u64 {
         self.evictions
     }
 
@@ -112,7 +108,13 @@ impl RateTable {
 
     /// Adds `weight` requests seen at `now_ns` to `key`'s window of `window_ns` and returns the
     /// new estimate.
-    pub fn observe(&mut self, key: &RateKey, now_ns: u64, window_ns: u64, weight: u32) -> Estimate {
+    pub(crate) fn observe(
+        &mut self,
+        key: &RateKey,
+        now_ns: u64,
+        window_ns: u64,
+        weight: u32,
+    ) -> Estimate {
         let window_id = (now_ns / window_ns) as u32;
         let index = self.slot_for(key, window_id);
         let slot = &mut self.slots[index];
@@ -139,7 +141,7 @@ impl RateTable {
 
     /// The current estimate for `key` without adding to it.
     #[must_use]
-    pub fn peek(&self, key: &RateKey, now_ns: u64, window_ns: u64) -> Option<Estimate> {
+    pub(crate) fn peek(&self, key: &RateKey, now_ns: u64, window_ns: u64) -> Option<Estimate> {
         let start = self.hash(key);
         (0..PROBE)
             .map(|i| &self.slots[(start + i) & self.mask])
@@ -149,21 +151,6 @@ impl RateTable {
                 roll(&mut s, (now_ns / window_ns) as u32);
                 estimate(&s, now_ns, window_ns)
             })
-    }
-
-    /// Every tracked key with its raw counts: (key, count in current + previous window).
-    pub fn iter(&self) -> impl Iterator<Item = (RateKey, u32, u64)> + '_ {
-        self.slots.iter().filter(|s| s.used != 0).map(|s| {
-            (
-                RateKey {
-                    addr: s.addr,
-                    sub: s.sub,
-                    rule: s.rule,
-                },
-                s.window_id,
-                u64::from(s.current) + u64::from(s.previous),
-            )
-        })
     }
 
     /// The slot holding `key`, else a free one, else the stalest/quietest probed slot.

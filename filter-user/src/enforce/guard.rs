@@ -7,7 +7,7 @@ use crate::config::Settings;
 
 /// Why a decision was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The target (or the address decided) is on the allow list.
     #[error("on the allow list")]
     AllowListed,
@@ -37,7 +37,7 @@ pub enum Refusal {
 impl Refusal {
     /// The metrics label of this refusal.
     #[must_use]
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::AllowListed => "allow_listed",
             Self::TooWide { .. } => "too_wide",
@@ -48,7 +48,7 @@ impl Refusal {
 
 /// Checks one decision. `allowed`: the allow list covers the target's address;
 /// `legit_inside`/`legit_total`: recently seen legitimate clients inside the target and in all.
-pub fn check(
+pub(crate) fn check(
     decision: &Decision,
     allowed: bool,
     legit_inside: usize,

@@ -18,7 +18,7 @@ struct Known {
 
 /// Entries by expiry.
 #[derive(Debug, Default)]
-pub struct ExpiryIndex {
+pub(crate) struct ExpiryIndex {
     known: HashMap<Target, Known>,
     /// Entries with an expiry, soonest first.
     by_expiry: BTreeSet<(u64, Target)>,
@@ -29,7 +29,7 @@ pub struct ExpiryIndex {
 
 impl ExpiryIndex {
     /// Records (or updates) an entry.
-    pub fn insert(&mut self, target: Target, expires_ns: u64, evictable: bool) {
+    pub(crate) fn insert(&mut self, target: Target, expires_ns: u64, evictable: bool) {
         self.remove(target);
         let evictable = evictable && expires_ns != 0 && target.is_host();
         self.known.insert(
@@ -51,7 +51,7 @@ impl ExpiryIndex {
     }
 
     /// Forgets an entry; false if it was not known.
-    pub fn remove(&mut self, target: Target) -> bool {
+    pub(crate) fn remove(&mut self, target: Target) -> bool {
         let Some(known) = self.known.remove(&target) else {
             return false;
         };
@@ -65,18 +65,18 @@ impl ExpiryIndex {
 
     /// True when the entry is known.
     #[must_use]
-    pub fn contains(&self, target: Target) -> bool {
+    pub(crate) fn contains(&self, target: Target) -> bool {
         self.known.contains_key(&target)
     }
 
     /// Forgets everything.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         *self = Self::default();
     }
 
     /// Entries whose expiry is at or before `now_ns`, soonest first, at most `limit`.
     #[must_use]
-    pub fn due(&self, now_ns: u64, limit: usize) -> Vec<Target> {
+    pub(crate) fn due(&self, now_ns: u64, limit: usize) -> Vec<Target> {
         self.by_expiry
             .iter()
             .take_while(|(expires, _)| *expires <= now_ns)
@@ -87,13 +87,13 @@ impl ExpiryIndex {
 
     /// The evictable entry that expires soonest.
     #[must_use]
-    pub fn soonest_evictable(&self) -> Option<Target> {
+    pub(crate) fn soonest_evictable(&self) -> Option<Target> {
         self.evictable.first().map(|(_, target)| *target)
     }
 
     /// Known (exact, prefix) entries.
     #[must_use]
-    pub fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         (self.hosts, self.known.len() - self.hosts)
     }
 }

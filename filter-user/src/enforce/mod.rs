@@ -3,8 +3,8 @@
 //! writer keeps an [`index::ExpiryIndex`] of the entries it knows, which drives the expiry
 //! sweep and the full-map eviction without scanning the maps.
 
-pub mod guard;
-pub mod index;
+pub(crate) mod guard;
+pub(crate) mod index;
 pub mod writer;
 
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub enum Origin {
 impl Origin {
     /// The reason code stored in the map entry.
     #[must_use]
-    pub fn reason_code(self) -> u16 {
+    pub(crate) fn reason_code(self) -> u16 {
         match self {
             Self::Rule => filter_common::reason::RULE,
             Self::Aggregate => filter_common::reason::AGGREGATE,
@@ -37,7 +37,7 @@ impl Origin {
     /// The origin of a stored reason code (unknown codes are treated as an operator's, the
     /// safe side: never evicted).
     #[must_use]
-    pub fn from_reason_code(code: u16) -> Self {
+    pub(crate) fn from_reason_code(code: u16) -> Self {
         match code {
             filter_common::reason::RULE => Self::Rule,
             filter_common::reason::AGGREGATE => Self::Aggregate,

@@ -204,7 +204,7 @@ impl MapWriter {
     }
 
     /// Removes exactly this target's entry; false if there was none.
-    pub fn remove(&mut self, target: Target) -> Result<bool, MapsError> {
+    pub(crate) fn remove(&mut self, target: Target) -> Result<bool, MapsError> {
         self.remove_entry(target)
     }
 
@@ -228,7 +228,7 @@ impl MapWriter {
     }
 
     /// Removes every block entry; returns how many.
-    pub fn flush(&mut self) -> Result<usize, MapsError> {
+    pub(crate) fn flush(&mut self) -> Result<usize, MapsError> {
         let exact: Vec<Addr> = self
             .exact
             .keys()
@@ -259,7 +259,7 @@ impl MapWriter {
 
     /// Removes the entries that expired by `now_ns` (the index says which; each is checked
     /// against the map, since another writer may have renewed it). Returns the targets removed.
-    pub fn sweep(&mut self, now_ns: u64) -> Result<Vec<Target>, MapsError> {
+    pub(crate) fn sweep(&mut self, now_ns: u64) -> Result<Vec<Target>, MapsError> {
         let mut removed = Vec::new();
         for target in self.index.due(now_ns, SWEEP_BATCH) {
             match self.entry(target)? {
@@ -283,7 +283,7 @@ impl MapWriter {
 
     /// Re-reads these targets from the maps after another writer (the operator's CLI)
     /// changed them; returns the ones that are gone.
-    pub fn refresh(&mut self, targets: &[Target]) -> Result<Vec<Target>, MapsError> {
+    pub(crate) fn refresh(&mut self, targets: &[Target]) -> Result<Vec<Target>, MapsError> {
         let mut gone = Vec::new();
         for target in targets {
             match self.entry(*target)? {
@@ -302,16 +302,10 @@ impl MapWriter {
         Ok(gone)
     }
 
-    /// The decision this daemon wrote for exactly this target, if still in the maps.
-    #[must_use]
-    pub fn decision(&self, target: Target) -> Option<&Decision> {
-        self.decisions.get(&target)
-    }
-
     /// The decision this daemon wrote that decides `ip`'s fate: its own exact entry first,
     /// else the longest prefix it decided that covers it.
     #[must_use]
-    pub fn decision_covering(&self, ip: std::net::IpAddr) -> Option<&Decision> {
+    pub(crate) fn decision_covering(&self, ip: std::net::IpAddr) -> Option<&Decision> {
         self.decisions.get(&Target::host(ip)).or_else(|| {
             self.decisions
                 .values()
@@ -322,7 +316,7 @@ impl MapWriter {
 
     /// Entries known to the index: (exact, prefix).
     #[must_use]
-    pub fn counts(&self) -> (usize, usize) {
+    pub(crate) fn counts(&self) -> (usize, usize) {
         self.index.counts()
     }
 }

@@ -73,7 +73,7 @@ pub fn parse_request<'a>(
 /// `segment length / average head length`. A request with a body is not extrapolated from:
 /// its body is not a head. At least 1.
 #[must_use]
-pub fn requests_in(captured: &[u8], segment_len: usize) -> u32 {
+pub(crate) fn requests_in(captured: &[u8], segment_len: usize) -> u32 {
     let mut complete = 0u32;
     let mut end_of_last = 0usize;
     let mut i = 0;

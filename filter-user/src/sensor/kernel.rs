@@ -15,7 +15,7 @@ use super::{
 use crate::{bpf::pins::Pins, target::canonical};
 
 /// Samples handed over per drain, so that one busy ring cannot starve the rest of the loop.
-pub const BATCH: usize = 4096;
+pub(crate) const BATCH: usize = 4096;
 
 /// A decoded sample.
 #[derive(Clone, Copy, Debug)]
@@ -113,7 +113,7 @@ impl SampleRecord {
 
 /// Errors opening the ring buffer.
 #[derive(Debug, thiserror::Error)]
-pub enum KernelSensorError {
+pub(crate) enum KernelSensorError {
     /// The pinned ring buffer could not be opened.
     #[error("open ring buffer {path}: {source}")]
     Open {
@@ -129,13 +129,13 @@ pub enum KernelSensorError {
 }
 
 /// The pinned ring buffer, watched by tokio.
-pub struct KernelSensor {
+pub(crate) struct KernelSensor {
     ring: AsyncFd<RingBuf<MapData>>,
 }
 
 impl KernelSensor {
     /// Opens the pinned ring buffer.
-    pub fn open(pins: &Pins) -> Result<Self, KernelSensorError> {
+    pub(crate) fn open(pins: &Pins) -> Result<Self, KernelSensorError> {
         let path = pins.map(maps::SAMPLES);
         let open_err = |source| KernelSensorError::Open {
             path: path.clone(),
@@ -153,7 +153,7 @@ impl KernelSensor {
 
     /// Waits until samples are ready, then decodes up to [`BATCH`] of them into `batch`.
     /// Records too short to be a sample are counted in the returned value.
-    pub async fn read(&mut self, batch: &mut Vec<SampleRecord>) -> std::io::Result<usize> {
+    pub(crate) async fn read(&mut self, batch: &mut Vec<SampleRecord>) -> std::io::Result<usize> {
         batch.clear();
         let mut malformed = 0;
         let mut guard = self.ring.readable_mut().await?;

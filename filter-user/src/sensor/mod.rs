@@ -20,17 +20,6 @@ pub enum Sensor {
     Proxy,
 }
 
-impl Sensor {
-    /// The metrics label.
-    #[must_use]
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Kernel => "kernel",
-            Self::Proxy => "proxy",
-        }
-    }
-}
-
 /// What an event counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

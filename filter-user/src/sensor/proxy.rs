@@ -16,11 +16,11 @@ use super::proxy_format::{self, MAX_DATAGRAM, ProxyParseError, ProxyRecord};
 use super::{RequestEvent, Sensor, Signal};
 
 /// Datagrams read per wake at most, so that a busy feed cannot starve the rest of the loop.
-pub const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 /// How the socket is made.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FeedOptions {
+pub(crate) struct FeedOptions {
     /// Socket path.
     pub path: PathBuf,
     /// File mode of the socket (who may connect is further limited by `allowed_uids`).
@@ -35,7 +35,7 @@ pub struct FeedOptions {
 
 /// Errors creating the socket.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyFeedError {
+pub(crate) enum ProxyFeedError {
     /// A socket call failed.
     #[error("proxy feed {path}: {call}: {source}")]
     Socket {
@@ -54,7 +54,7 @@ pub enum ProxyFeedError {
 
 /// What a batch held besides its datagrams.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BatchStats {
+pub(crate) struct BatchStats {
     /// Datagrams from a user not in `allowed_uids`, or without credentials.
     pub refused: u64,
     /// Datagrams longer than [`MAX_DATAGRAM`].
@@ -65,7 +65,7 @@ pub struct BatchStats {
 }
 
 /// The bound socket.
-pub struct ProxyFeed {
+pub(crate) struct ProxyFeed {
     socket: AsyncFd<OwnedFd>,
     path: PathBuf,
     allowed_uids: Vec<u32>,
@@ -95,7 +95,7 @@ fn sockopt(fd: &OwnedFd, name: libc::c_int, value: libc::c_int) -> io::Result<()
 
 impl ProxyFeed {
     /// Creates and binds the socket (replacing a stale one), sets its mode and group.
-    pub fn bind(options: &FeedOptions) -> Result<Self, ProxyFeedError> {
+    pub(crate) fn bind(options: &FeedOptions) -> Result<Self, ProxyFeedError> {
         use std::os::unix::fs::PermissionsExt as _;
         let path = options.path.clone();
         let err = |call: &'static str| {
@@ -172,13 +172,13 @@ impl ProxyFeed {
 
     /// The socket path.
     #[must_use]
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Waits for datagrams and reads up to [`BATCH`] of them from allowed senders; they are
     /// then available through [`Self::datagrams`].
-    pub async fn read(&mut self) -> io::Result<BatchStats> {
+    pub(crate) async fn read(&mut self) -> io::Result<BatchStats> {
         self.arena.clear();
         self.spans.clear();
         let mut stats = BatchStats::default();
@@ -216,7 +216,7 @@ impl ProxyFeed {
     }
 
     /// The datagrams of the last [`Self::read`].
-    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
         self.spans
             .iter()
             .map(|(start, len)| &self.arena[*start..*start + *len])
@@ -310,7 +310,7 @@ pub fn parse(datagram: &[u8]) -> Result<ProxyRecord<'_>, ProxyParseError> {
 
 /// The uid of a user name (NSS, as `id -u NAME`); `None` when there is no such user.
 #[must_use]
-pub fn user_id(name: &str) -> Option<u32> {
+pub(crate) fn user_id(name: &str) -> Option<u32> {
     let c_name = std::ffi::CString::new(name).ok()?;
     // SAFETY: all-zero is a valid passwd to be overwritten.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -331,7 +331,7 @@ pub fn user_id(name: &str) -> Option<u32> {
 
 /// The gid of a group name; `None` when there is no such group.
 #[must_use]
-pub fn group_id(name: &str) -> Option<u32> {
+pub(crate) fn group_id(name: &str) -> Option<u32> {
     let c_name = std::ffi::CString::new(name).ok()?;
     // SAFETY: all-zero is a valid group to be overwritten.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };

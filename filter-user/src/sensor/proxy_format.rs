@@ -12,11 +12,11 @@
 use std::{borrow::Cow, net::IpAddr};
 
 /// Version tag of the format (the object's first member, `"fg":"1"`).
-pub const FORMAT_VERSION: &str = "1";
+pub(crate) const FORMAT_VERSION: &str = "1";
 /// Where the object starts.
 const MARKER: &[u8] = b"{\"fg\":\"";
 /// Longest datagram accepted (bytes); longer ones are refused.
-pub const MAX_DATAGRAM: usize = 16 * 1024;
+pub(crate) const MAX_DATAGRAM: usize = 16 * 1024;
 
 /// One field of the format: its JSON key and what nginx and HAProxy write for it.
 struct Field {
@@ -144,7 +144,7 @@ fn template(proxy: Proxy) -> String {
 
 /// The lines to paste into nginx's `http` context.
 #[must_use]
-pub fn nginx_snippet(socket: &str) -> String {
+pub(crate) fn nginx_snippet(socket: &str) -> String {
     format!(
         "# Floodgate request feed: one event per request, sent as a syslog datagram to the daemon.\n\
          # Paste into the http {{}} context (or include /usr/share/floodgate/nginx-floodgate.conf).\n\
@@ -156,7 +156,7 @@ pub fn nginx_snippet(socket: &str) -> String {
 
 /// The lines to paste into an HAProxy `frontend` (HTTP mode).
 #[must_use]
-pub fn haproxy_snippet(socket: &str) -> String {
+pub(crate) fn haproxy_snippet(socket: &str) -> String {
     // HAProxy writes `%` in a log-format literally as `%%`; the template has none.
     format!(
         "    # Floodgate request feed: one event per request, sent as a raw datagram to the daemon.\n\
@@ -174,7 +174,7 @@ pub fn haproxy_snippet(socket: &str) -> String {
 
 /// The snippet for `proxy`.
 #[must_use]
-pub fn snippet(proxy: Proxy, socket: &str) -> String {
+pub(crate) fn snippet(proxy: Proxy, socket: &str) -> String {
     match proxy {
         Proxy::Nginx => nginx_snippet(socket),
         Proxy::Haproxy => haproxy_snippet(socket),
