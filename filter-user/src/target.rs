@@ -128,6 +128,13 @@ fn max_len(ip: IpAddr) -> u8 {
     if ip.is_ipv4() { 32 } else { 128 }
 }
 
+/// The one rule "this length for IPv4 addresses, that one for IPv6" (rule, aggregation and
+/// guard prefix lengths come in such pairs).
+#[must_use]
+pub(crate) fn for_family(ip: IpAddr, v4: u8, v6: u8) -> u8 {
+    if canonical(ip).is_ipv4() { v4 } else { v6 }
+}
+
 fn mask(ip: IpAddr, len: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {

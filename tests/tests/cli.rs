@@ -165,3 +165,47 @@ fn listings_status_and_mode() {
         filter_common::counter::COUNT as usize
     );
 }
+
+#[test]
+fn a_failed_start_names_the_remedy_once_and_leaves_no_pins() {
+    let tb = floodgate_tests::net::Testbed::new();
+    let pins = TempPins::new();
+    let socket = pins.control_socket();
+    for (iface, wanted) in [
+        ("fgnope0", "no interface named fgnope0"),
+        // The namespace's own loopback: no native XDP.
+        (
+            "lo",
+            "does not support XDP in driver mode; use generic mode: `--skb`",
+        ),
+    ] {
+        let out = tb
+            .server
+            .cmd(floodgate_tests::floodgate_bin().to_str().unwrap())
+            .args([
+                "run",
+                "--iface",
+                iface,
+                "--metrics-listen",
+                "off",
+                "--control-socket",
+            ])
+            .arg(&socket)
+            .env("FLOODGATE_PIN_ROOT", pins.root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{iface}: {stderr}");
+        let last = stderr.trim().lines().last().unwrap_or("");
+        assert!(last.contains(wanted), "{iface}: {stderr}");
+        assert_eq!(last.matches(wanted).count(), 1, "said once: {last}");
+        assert!(
+            !last.contains("failed: `bpf_link_create` failed"),
+            "the cause is said once: {last}"
+        );
+        assert!(
+            !pins.root().join(filter_common::LAYOUT_VERSION).exists(),
+            "{iface}: a failed start leaves no pins behind"
+        );
+    }
+}

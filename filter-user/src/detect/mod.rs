@@ -15,7 +15,7 @@ use crate::{
     config::{Action, Rule, RuleKey, Settings, Weight},
     enforce::{Decision, Origin},
     sensor::RequestEvent,
-    target::{Target, ip_key},
+    target::{Target, for_family, ip_key},
 };
 use rate::{RateKey, RateTable};
 
@@ -119,11 +119,7 @@ impl Detector {
             let (target, sub) = match rule.key {
                 RuleKey::Source => (Target::host(event.src), 0),
                 RuleKey::Prefix => {
-                    let len = if event.src.is_ipv4() {
-                        rule.prefix_v4
-                    } else {
-                        rule.prefix_v6
-                    };
+                    let len = for_family(event.src, rule.prefix_v4, rule.prefix_v6);
                     (Target::covering(event.src, len), 0)
                 }
                 RuleKey::SourcePath => (Target::host(event.src), self.sub_hash(event.path)),
@@ -241,11 +237,11 @@ impl Detector {
             return None;
         }
         let ip = decision.target.ip;
-        let len = if ip.is_ipv4() {
-            self.settings.aggregation.prefix_v4
-        } else {
-            self.settings.aggregation.prefix_v6
-        };
+        let len = for_family(
+            ip,
+            self.settings.aggregation.prefix_v4,
+            self.settings.aggregation.prefix_v6,
+        );
         let prefix = Target::covering(ip, len);
         let period = self.settings.aggregation.period.0.as_nanos() as u64;
         let now = decision.crossed_ns;
@@ -367,15 +363,9 @@ impl Detector {
             .filter_map(|(index, rule)| {
                 let addr = match rule.key {
                     RuleKey::Source => ip_key(ip),
-                    RuleKey::Prefix => Target::covering(
-                        ip,
-                        if ip.is_ipv4() {
-                            rule.prefix_v4
-                        } else {
-                            rule.prefix_v6
-                        },
-                    )
-                    .key(),
+                    RuleKey::Prefix => {
+                        Target::covering(ip, for_family(ip, rule.prefix_v4, rule.prefix_v6)).key()
+                    }
                     RuleKey::SourcePath | RuleKey::SourceHost => return None,
                 };
                 let key = RateKey {

@@ -62,11 +62,11 @@ pub(crate) fn check(
     if target.is_host() {
         return Ok(());
     }
-    let limit = if target.ip.is_ipv4() {
-        settings.guard.max_prefix_v4
-    } else {
-        settings.guard.max_prefix_v6
-    };
+    let limit = crate::target::for_family(
+        target.ip,
+        settings.guard.max_prefix_v4,
+        settings.guard.max_prefix_v6,
+    );
     if target.len < limit {
         return Err(Refusal::TooWide {
             len: target.len,
