@@ -37,6 +37,9 @@ pub mod maps {
     pub const PORTS: &str = "FG_PORTS";
     /// Ring buffer of [`crate::Sample`]s: sampled HTTP request starts and TLS ClientHellos.
     pub const SAMPLES: &str = "FG_SAMPLES";
+    /// Array of `u32` flags, one per bucket of [`crate::prefix_hint`]: non-zero when a prefix
+    /// entry may cover addresses of that bucket. The program skips the prefix trie otherwise.
+    pub const PREFIX_HINT: &str = "FG_PREFIX_HINT";
 }
 
 /// Kinds of BPF map the layout uses (userspace maps them to the kernel's types).
@@ -71,7 +74,7 @@ pub struct MapSpec {
 
 /// Every pinned map with its shape: the contract between the program and userspace, checked
 /// against the object on the host (a unit test) and against the pins at start.
-pub const LAYOUT: [MapSpec; 7] = {
+pub const LAYOUT: [MapSpec; 8] = {
     const LPM_KEY: u32 = 4 + core::mem::size_of::<Addr>() as u32;
     const ADDR: u32 = core::mem::size_of::<Addr>() as u32;
     const BLOCK: u32 = core::mem::size_of::<BlockEntry>() as u32;
@@ -125,8 +128,80 @@ pub const LAYOUT: [MapSpec; 7] = {
             value_size: 0,
             max_entries: capacity::SAMPLES_BYTES,
         },
+        MapSpec {
+            name: maps::PREFIX_HINT,
+            kind: MapKind::Array,
+            key_size: 4,
+            value_size: 4,
+            max_entries: prefix_hint::BUCKETS,
+        },
     ]
 };
+
+/// Buckets of the prefix hint: which addresses a prefix entry may cover, coarsely, so that the
+/// program can skip the prefix trie (its costliest lookup) for the addresses no prefix covers.
+/// IPv4: one bucket per /16. IPv6: one of 65,536 buckets by a hash of the /32. A prefix marks
+/// every bucket it overlaps (an IPv6 prefix shorter than /32 marks them all). A marked bucket
+/// only means "look in the trie": the hint can cost a lookup, never a verdict.
+pub mod prefix_hint {
+    use crate::{Addr, V4_MAPPED_PREFIX_LEN};
+
+    /// IPv4 buckets (/16s).
+    pub const V4_BUCKETS: u32 = 1 << 16;
+    /// IPv6 buckets.
+    pub const V6_BUCKETS: u32 = 1 << 16;
+    /// All buckets: IPv4 first, then IPv6.
+    pub const BUCKETS: u32 = V4_BUCKETS + V6_BUCKETS;
+
+    /// True when the 16-byte address is IPv4-mapped.
+    #[inline(always)]
+    #[must_use]
+    pub const fn is_v4(addr: &Addr) -> bool {
+        addr[0] == 0
+            && addr[1] == 0
+            && addr[2] == 0
+            && addr[3] == 0
+            && addr[4] == 0
+            && addr[5] == 0
+            && addr[6] == 0
+            && addr[7] == 0
+            && addr[8] == 0
+            && addr[9] == 0
+            && addr[10] == 0xff
+            && addr[11] == 0xff
+    }
+
+    /// The bucket of an address.
+    #[inline(always)]
+    #[must_use]
+    pub const fn bucket(addr: &Addr) -> u32 {
+        if is_v4(addr) {
+            ((addr[12] as u32) << 8) | addr[13] as u32
+        } else {
+            let top = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
+            V4_BUCKETS + (top.wrapping_mul(0x9E37_79B1) >> 16)
+        }
+    }
+
+    /// The buckets a prefix overlaps, as a range of bucket indices: `(first, count)`.
+    /// `key_len` is the prefix length in the 16-byte key space.
+    #[must_use]
+    pub const fn buckets_of(network: &Addr, key_len: u32) -> (u32, u32) {
+        if is_v4(network) && key_len >= V4_MAPPED_PREFIX_LEN {
+            let len = key_len - V4_MAPPED_PREFIX_LEN;
+            if len >= 16 {
+                (bucket(network), 1)
+            } else {
+                let count = 1u32 << (16 - len);
+                (bucket(network) & !(count - 1), count)
+            }
+        } else if key_len >= 32 {
+            (bucket(network), 1)
+        } else {
+            (V4_BUCKETS, V6_BUCKETS)
+        }
+    }
+}
 
 /// Flags of a protected port (the value of the ports map).
 pub mod port_kind {

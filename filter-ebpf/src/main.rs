@@ -27,7 +27,7 @@ use aya_ebpf::{
 use filter_common::{
     Addr, AllowEntry, BlockEntry, HEAD_LEN, HTTP_METHODS, MAX_SHADOWED_PREFIXES,
     SAMPLE_FLAG_TLS_HELLO, SAMPLE_FLAG_V6, SAMPLE_PAYLOAD_MAX, Sample, TLS_CLIENT_HELLO,
-    TLS_RECORD_HANDSHAKE, capacity, config, counter, port_kind,
+    TLS_RECORD_HANDSHAKE, capacity, config, counter, port_kind, prefix_hint,
 };
 use filter_ebpf::parse::{self, Packet, ParseError, Tcp, bounded, ptr_at};
 
@@ -50,6 +50,8 @@ static CONFIG: Array<u32> = Array::pinned(capacity::CONFIG, 0);
 static PORTS: HashMap<u16, u32> = HashMap::pinned(capacity::PORTS, 0);
 #[map(name = "FG_SAMPLES")]
 static SAMPLES: RingBuf = RingBuf::pinned(capacity::SAMPLES_BYTES, 0);
+#[map(name = "FG_PREFIX_HINT")]
+static PREFIX_HINT: Array<u32> = Array::pinned(prefix_hint::BUCKETS, 0);
 
 #[xdp]
 pub fn floodgate(ctx: XdpContext) -> u32 {
@@ -117,7 +119,8 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
             expired = true;
         }
     }
-    if matched.is_none() {
+    // The prefix trie is the costliest lookup: skip it when no prefix can cover the source.
+    if matched.is_none() && prefix_possible(&saddr) {
         // The longest prefix may have expired while a shorter one is in force: look past it.
         let mut key = Key::new(128, saddr);
         for _ in 0..MAX_SHADOWED_PREFIXES {
@@ -157,6 +160,15 @@ fn verdict(ctx: &XdpContext, packet: &Packet) -> u32 {
         sample_evidence(ctx, packet, &saddr, tcp);
     }
     xdp_action::XDP_PASS
+}
+
+/// False when no prefix entry covers any address of `saddr`'s hint bucket (the map writer
+/// marks a bucket before it writes a prefix there and clears it only when none is left).
+#[inline(always)]
+fn prefix_possible(saddr: &Addr) -> bool {
+    PREFIX_HINT
+        .get(prefix_hint::bucket(saddr))
+        .is_none_or(|marked| *marked != 0)
 }
 
 /// What a segment's first bytes start.

@@ -571,3 +571,59 @@ fn every_packet_has_exactly_one_outcome() {
         .sum();
     assert_eq!(outcomes, table.len() as u64);
 }
+
+/// The prefix hint lets the program skip the trie, never a prefix in force: prefixes of every
+/// width drop their members, wherever the members' buckets are; after a removal and a tidy,
+/// the bucket is clear and its addresses pass.
+#[test]
+fn the_prefix_hint_never_hides_a_prefix() {
+    let mut f = LoadedFilter::load();
+    f.filter.set_ports(&[80], &[443]).unwrap();
+    let forever = block_entry(None, reason::MANUAL, "hint");
+    let cases = [
+        ("198.18.77.0/24", Ipv4Addr::new(198, 18, 77, 9)),
+        ("10.0.0.0/8", Ipv4Addr::new(10, 200, 1, 1)),
+        ("192.0.0.0/6", Ipv4Addr::new(195, 7, 7, 7)),
+    ];
+    for (prefix, member) in cases {
+        let packet = v4_tcp(member, DST4, 80, b"x");
+        assert_eq!(f.run(&packet).unwrap(), XDP_PASS, "{prefix}: before");
+        f.writer.write(prefix.parse().unwrap(), &forever).unwrap();
+        assert_eq!(
+            f.run(&packet).unwrap(),
+            XDP_DROP,
+            "{prefix}: {member} in force"
+        );
+    }
+    let v6 = [
+        (
+            "2001:2:77::/48",
+            Ipv6Addr::new(0x2001, 2, 0x77, 0, 0, 0, 0, 9),
+        ),
+        (
+            "2001::/16",
+            Ipv6Addr::new(0x2001, 0xabcd, 0, 0, 0, 0, 0, 1),
+        ),
+    ];
+    for (prefix, member) in v6 {
+        let packet = v6_tcp(member, DST6, 80, b"x");
+        assert_eq!(f.run(&packet).unwrap(), XDP_PASS, "{prefix}: before");
+        f.writer.write(prefix.parse().unwrap(), &forever).unwrap();
+        assert_eq!(
+            f.run(&packet).unwrap(),
+            XDP_DROP,
+            "{prefix}: {member} in force"
+        );
+    }
+    // Removed and tidied: the member passes (and the hint no longer sends it to the trie).
+    let (prefix, member) = cases[0];
+    assert!(f.writer.remove(prefix.parse().unwrap()).unwrap());
+    f.writer.tidy_hint(false).unwrap();
+    assert_eq!(f.run(&v4_tcp(member, DST4, 80, b"x")).unwrap(), XDP_PASS);
+    // The others are still in force after the rebuild.
+    assert_eq!(
+        f.run(&v4_tcp(cases[1].1, DST4, 80, b"x")).unwrap(),
+        XDP_DROP,
+        "a rebuild keeps the marks other prefixes need"
+    );
+}

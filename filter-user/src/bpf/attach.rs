@@ -167,6 +167,14 @@ pub fn ensure_loaded(pins: &Pins) -> Result<Adoption, AttachError> {
     if pinned_tag == new_tag {
         return Ok(Adoption::Adopted);
     }
+    // The new program may read a prefix hint the old one did not keep: fill it from the trie
+    // before the program goes live (the caller holds the pin lock).
+    let marked = super::prefix_hint::rebuild(pins).map_err(|e| AttachError::Link {
+        op: "rebuild the prefix hint",
+        path: pins.map(filter_common::maps::PREFIX_HINT),
+        source: Box::new(e),
+    })?;
+    log::info!("prefix hint rebuilt: {marked} buckets marked");
     for iface in pins.linked_interfaces()? {
         let path = pins.link(&iface);
         let link = PinnedLink::from_pin(&path).map_err(|source| AttachError::Link {

@@ -37,6 +37,9 @@ pub enum MapsError {
         #[source]
         source: MapError,
     },
+    /// The pin lock could not be taken.
+    #[error("pin lock: {0}")]
+    Lock(String),
     /// The map is full.
     #[error("map {map} is full ({capacity} entries); remove entries or raise the capacity")]
     Full {

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod maps;
 pub mod pins;
+pub(crate) mod prefix_hint;
 
 /// The embedded eBPF object built by `build.rs`.
 pub(crate) mod ebpf {

@@ -67,6 +67,7 @@ pub(super) fn block(pins: &Pins, cmd: BlockCommand, socket_flag: Option<&Path>) 
                     missing.push(target.to_string());
                 }
             }
+            writer.tidy_hint(true)?;
             tell_daemon(socket_flag, targets, false);
             anyhow::ensure!(missing.is_empty(), "not blocked: {}", missing.join(", "));
             Ok(())
@@ -85,6 +86,7 @@ pub(super) fn block(pins: &Pins, cmd: BlockCommand, socket_flag: Option<&Path>) 
             let mut writer = MapWriter::open(pins)?;
             let _lock = pins.lock()?;
             let removed = writer.flush()?;
+            writer.tidy_hint(true)?;
             println!("removed {removed} block entries");
             tell_daemon(socket_flag, Vec::new(), true);
             Ok(())

@@ -573,6 +573,9 @@ impl Daemon {
             Ok(_) => {}
             Err(err) => log::warn!("sweeping expired blocks: {err}"),
         }
+        if let Err(err) = self.writer.tidy_hint(false) {
+            log::warn!("tidying the prefix hint: {err}");
+        }
         let (exact, prefix) = self.writer.counts();
         ::metrics::gauge!(m::ACTIVE_BLOCKS, "kind" => "exact").set(exact as f64);
         ::metrics::gauge!(m::ACTIVE_BLOCKS, "kind" => "prefix").set(prefix as f64);
@@ -682,7 +685,7 @@ impl Daemon {
                 } else {
                     self.writer.refresh(&targets)
                 };
-                match refreshed {
+                match refreshed.and_then(|gone| self.writer.tidy_hint(false).map(|()| gone)) {
                     Ok(gone) => {
                         for target in &gone {
                             self.detector.forget(target);

@@ -13,6 +13,7 @@ use crate::{
     bpf::{
         maps::{MapsError, block_entry, is_missing, map_err, open_map, write_err},
         pins::Pins,
+        prefix_hint::PrefixHint,
     },
     clock::monotonic_ns,
     target::Target,
@@ -47,6 +48,10 @@ pub struct MapWriter {
     decisions: HashMap<Target, Decision>,
     /// When the index was last filled from the maps (`None`: never; an operator's writer).
     adopted: Option<Instant>,
+    hint: PrefixHint,
+    pins: Pins,
+    /// A prefix left the trie since the hint was last rebuilt.
+    hint_stale: bool,
 }
 
 fn evictable(target: Target, entry: &BlockEntry) -> bool {
@@ -68,11 +73,38 @@ impl MapWriter {
             index: ExpiryIndex::default(),
             decisions: HashMap::new(),
             adopted: None,
+            hint: PrefixHint::open(pins)?,
+            pins: pins.clone(),
+            hint_stale: false,
         })
     }
 
+    /// Clears the prefix hint's marks that no prefix needs any more (after prefixes left the
+    /// trie). `lock_held`: the caller holds the pin lock (a CLI command); else it is taken here,
+    /// so that no other writer marks a bucket while the hint is rebuilt.
+    pub fn tidy_hint(&mut self, lock_held: bool) -> Result<(), MapsError> {
+        if !self.hint_stale {
+            return Ok(());
+        }
+        let _lock = if lock_held {
+            None
+        } else {
+            Some(
+                self.pins
+                    .lock()
+                    .map_err(|e| MapsError::Lock(e.to_string()))?,
+            )
+        };
+        self.hint.rebuild(&self.prefix)?;
+        self.hint_stale = false;
+        Ok(())
+    }
+
     /// Fills the index from the maps (one pass at start); returns the (exact, prefix) counts.
+    /// The prefix hint is rebuilt from the trie at the same time.
     pub fn adopt(&mut self) -> Result<(usize, usize), MapsError> {
+        self.hint_stale = true;
+        self.tidy_hint(false)?;
         self.index.clear();
         for item in self.exact.iter() {
             let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_EXACT))?;
@@ -139,6 +171,10 @@ impl MapWriter {
     }
 
     fn insert(&mut self, target: Target, entry: &BlockEntry) -> Result<(), MapsError> {
+        if !target.is_host() {
+            // Marked before it is written: the program must never skip a prefix in force.
+            self.hint.mark(target)?;
+        }
         if target.is_host() {
             self.exact
                 .insert(&target.key(), entry, 0)
@@ -204,7 +240,7 @@ impl MapWriter {
     }
 
     /// Removes exactly this target's entry; false if there was none.
-    pub(crate) fn remove(&mut self, target: Target) -> Result<bool, MapsError> {
+    pub fn remove(&mut self, target: Target) -> Result<bool, MapsError> {
         self.remove_entry(target)
     }
 
@@ -220,6 +256,9 @@ impl MapWriter {
         };
         self.index.remove(target);
         self.decisions.remove(&target);
+        if !target.is_host() {
+            self.hint_stale = true;
+        }
         match removed {
             Ok(()) => Ok(true),
             Err(err) if is_missing(&err) => Ok(false),
@@ -254,6 +293,7 @@ impl MapWriter {
         }
         self.index.clear();
         self.decisions.clear();
+        self.hint_stale |= !prefixes.is_empty();
         Ok(exact.len() + prefixes.len())
     }
 
