@@ -140,8 +140,9 @@ pub const LAYOUT: [MapSpec; 8] = {
 
 /// Buckets of the prefix hint: which addresses a prefix entry may cover, coarsely, so that the
 /// program can skip the prefix trie (its costliest lookup) for the addresses no prefix covers.
-/// IPv4: one bucket per /16. IPv6: one of 65,536 buckets by a hash of the /32. A prefix marks
-/// every bucket it overlaps (an IPv6 prefix shorter than /32 marks them all). A marked bucket
+/// IPv4: one bucket per /16. IPv6: one of 65,536 buckets by a hash of the /48 (the widest
+/// prefix the daemon's guard allows). A prefix marks every bucket it overlaps (an IPv6 prefix
+/// shorter than /48 marks them all). A marked bucket
 /// only means "look in the trie": the hint can cost a lookup, never a verdict.
 pub mod prefix_hint {
     use crate::{Addr, V4_MAPPED_PREFIX_LEN};
@@ -178,8 +179,9 @@ pub mod prefix_hint {
         if is_v4(addr) {
             ((addr[12] as u32) << 8) | addr[13] as u32
         } else {
-            let top = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
-            V4_BUCKETS + (top.wrapping_mul(0x9E37_79B1) >> 16)
+            let top =
+                u64::from_be_bytes([0, 0, addr[0], addr[1], addr[2], addr[3], addr[4], addr[5]]);
+            V4_BUCKETS + (top.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u32
         }
     }
 
@@ -195,7 +197,7 @@ pub mod prefix_hint {
                 let count = 1u32 << (16 - len);
                 (bucket(network) & !(count - 1), count)
             }
-        } else if key_len >= 32 {
+        } else if key_len >= 48 {
             (bucket(network), 1)
         } else {
             (V4_BUCKETS, V6_BUCKETS)

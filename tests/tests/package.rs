@@ -79,7 +79,7 @@ fn packaged_binary_config_and_man_page_work() {
     let checked = run(Command::new(&bin).arg("check-config").arg(&config));
     // The default rules: plaintext and proxy floods, TLS handshakes, failed logins, 404
     // scanning, backend time.
-    assert!(checked.contains(": ok (6 rules"), "{checked}");
+    assert!(checked.contains(": ok (7 rules"), "{checked}");
     // The shipped nginx snippet is what the binary prints (the edge tests run nginx with it).
     let shipped = std::fs::read_to_string(root.0.join("usr/share/floodgate/nginx-floodgate.conf"))
         .expect("nginx snippet");

@@ -1,5 +1,6 @@
-//! Pipelined requests through the kernel sensor: a client that sends bursts of 30 GETs in one
-//! segment counts as 30 requests, not one request start, so pipelining is no way around a rule.
+//! What the kernel sensor sees besides one request per segment: a client that sends bursts of
+//! 30 pipelined GETs in one segment counts as 30 requests, so pipelining is no way around a
+//! rule; and connections held open without a request (slowloris) are capped per source.
 
 use std::{
     io::{Read as _, Write as _},
@@ -10,7 +11,7 @@ use std::{
 
 use floodgate_tests::{
     TempPins, floodgate_json, is_blocked,
-    net::{SERVER_V4, Testbed, connect_from, test_config},
+    net::{BoundTo as _, SERVER_V4, Testbed, connect_from, test_config},
     wait_until,
 };
 
@@ -94,4 +95,55 @@ fn pipelined_bursts_count_every_request() {
         stats["request_starts"].as_u64().unwrap() < 200,
         "the kernel saw few segments: {stats}"
     );
+}
+
+/// Slowloris from one source (slowhttptest, Debian's package): 50 new connections a second,
+/// each trickling headers and never finishing a request. Neither the request rate nor a proxy
+/// log shows it; the connections it holds open do. The source is blocked once it holds more
+/// than the rule allows; a legitimate client from another address is served throughout.
+#[test]
+fn connections_held_open_are_capped() {
+    let tb = Testbed::new();
+    let slow: IpAddr = "198.18.2.40".parse().unwrap();
+    let legit: IpAddr = "198.18.0.10".parse().unwrap();
+    tb.add_client_addrs(&[slow, legit]);
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    let daemon = tb.start_daemon(
+        &pins,
+        &test_config(
+            "[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"connection-hog\"\n\
+             sensor = \"kernel\"\nsignal = \"connections\"\nthreshold_rps = 100.0\n",
+        ),
+    );
+    let shim = Testbed::build_shim();
+    let mut slowloris = floodgate_tests::ChildGuard::spawn(
+        "slowhttptest",
+        tb.client
+            .cmd("slowhttptest")
+            .args([
+                "-H", "-c", "600", "-r", "50", "-i", "5", "-x", "24", "-p", "2", "-l", "14", "-t",
+                "GET", "-u",
+            ])
+            .arg(format!("http://{SERVER_V4}/"))
+            .bound_to(&shim, &[slow]),
+    );
+    let blocked = wait_until(Duration::from_secs(20), || is_blocked(&pins, slow));
+    let log = daemon.process.log();
+    assert!(
+        blocked,
+        "slowloris source not blocked: {}\n{log}",
+        slowloris.log()
+    );
+    assert!(log.contains("rule=connection-hog"), "{log}");
+    let served = (0..10)
+        .filter(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            tb.get(legit, SERVER_V4.into()) == 200
+        })
+        .count();
+    assert_eq!(served, 10, "the legitimate client is served");
+    assert!(!is_blocked(&pins, legit));
+    let _ = slowloris.wait_exit(Duration::from_secs(20));
+    let _ = std::fs::remove_file(&shim);
 }

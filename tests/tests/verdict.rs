@@ -600,10 +600,7 @@ fn the_prefix_hint_never_hides_a_prefix() {
             "2001:2:77::/48",
             Ipv6Addr::new(0x2001, 2, 0x77, 0, 0, 0, 0, 9),
         ),
-        (
-            "2001::/16",
-            Ipv6Addr::new(0x2001, 0xabcd, 0, 0, 0, 0, 0, 1),
-        ),
+        ("2001::/16", Ipv6Addr::new(0x2001, 0xabcd, 0, 0, 0, 0, 0, 1)),
     ];
     for (prefix, member) in v6 {
         let packet = v6_tcp(member, DST6, 80, b"x");

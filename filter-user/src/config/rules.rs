@@ -43,7 +43,8 @@ pub struct Rule {
     /// What a request weighs: 1, or the seconds the backend spent on it (proxy feed), so that
     /// the threshold is in backend-seconds per second.
     pub weight: Weight,
-    /// Requests per second over `window` above which the key offends.
+    /// Requests per second over `window` above which the key offends (handshakes per second
+    /// for `signal = "tls_handshakes"`; connections held open at once for `"connections"`).
     pub threshold_rps: f64,
     /// Sliding window length.
     pub window: Duration,
@@ -188,9 +189,9 @@ impl Rule {
             "status and weight = \"upstream_time\" are known only to the proxy feed; use \
              sensor = \"proxy\" or \"any\"",
         )?;
-        let handshakes = self.signal == Signal::TlsHandshakes;
+        let no_request = matches!(self.signal, Signal::TlsHandshakes | Signal::Connections);
         ensure(
-            !(handshakes
+            !(no_request
                 && (self.sensor == SensorFilter::Proxy
                     || proxy_only
                     || self.method.is_some()
@@ -201,9 +202,9 @@ impl Rule {
                     || !matches!(self.key, RuleKey::Source | RuleKey::Prefix))),
             path,
             "signal",
-            "a TLS handshake carries no request: signal = \"tls_handshakes\" takes no method, \
-             path, host, user agent, protocol, status or upstream weight, a key of source or \
-             prefix, and the kernel sensor",
+            "a TLS handshake or a held connection carries no request: signal = \
+             \"tls_handshakes\" or \"connections\" takes no method, path, host, user agent, \
+             protocol, status or upstream weight, a key of source or prefix, and the kernel sensor",
         )?;
         ensure(!self.ttl.0.is_zero(), path, "ttl", "must be positive")
     }
@@ -231,6 +232,15 @@ pub(super) fn defaults() -> Vec<Rule> {
             sensor: SensorFilter::Kernel,
             signal: Signal::TlsHandshakes,
             threshold_rps: 50.0,
+            ..Rule::default()
+        },
+        // Connections held open (slowloris): more at once than a NAT'd office needs.
+        Rule {
+            name: "connection-hog".into(),
+            sensor: SensorFilter::Kernel,
+            signal: Signal::Connections,
+            threshold_rps: 256.0,
+            min_samples: 1,
             ..Rule::default()
         },
         // Credential stuffing: failed logins.

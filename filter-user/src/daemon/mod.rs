@@ -542,6 +542,14 @@ impl Daemon {
         }
         // Netlink wakes us on every link change; this catches anything it could not tell.
         self.interfaces.check(&self.pins);
+        if self.detector.counts_connections() {
+            let mut ports = self.settings.filter.ports.clone();
+            ports.extend(&self.settings.filter.tls_ports);
+            let held = crate::sensor::connections::count(&ports);
+            for decision in self.detector.observe_connections(&held, now) {
+                self.apply(&decision);
+            }
+        }
     }
 
     /// Keeps samples per second under the budget: N = ceil(request starts per second / budget).

@@ -14,7 +14,7 @@ pub mod rate;
 use crate::{
     config::{Action, Rule, RuleKey, Settings, Weight},
     enforce::{Decision, Origin},
-    sensor::RequestEvent,
+    sensor::{RequestEvent, Signal},
     target::{Target, for_family, ip_key},
 };
 use rate::{RateKey, RateTable};
@@ -193,6 +193,64 @@ impl Detector {
             .filter_map(|d| self.aggregate(d))
             .collect();
         decisions.extend(aggregated);
+        decisions
+    }
+
+    /// True when some rule counts held connections (the daemon then reads the socket tables).
+    #[must_use]
+    pub(crate) fn counts_connections(&self) -> bool {
+        self.rules.iter().any(|r| r.signal == Signal::Connections)
+    }
+
+    /// Applies the `signal = "connections"` rules to the established connections each source
+    /// holds now; returns the decisions. The count is a level, not a rate: a key offends while
+    /// it holds more than the threshold.
+    pub(crate) fn observe_connections(
+        &mut self,
+        counts: &HashMap<IpAddr, u32>,
+        now_ns: u64,
+    ) -> Vec<Decision> {
+        let mut decisions = Vec::new();
+        let rules = std::mem::take(&mut self.rules);
+        for rule in rules.iter().filter(|r| r.signal == Signal::Connections) {
+            let mut per_target: HashMap<Target, u32> = HashMap::new();
+            for (ip, n) in counts {
+                let target = match rule.key {
+                    RuleKey::Prefix => {
+                        Target::covering(*ip, for_family(*ip, rule.prefix_v4, rule.prefix_v6))
+                    }
+                    _ => Target::host(*ip),
+                };
+                *per_target.entry(target).or_default() += n;
+            }
+            for (target, held) in per_target {
+                if f64::from(held) <= rule.threshold_rps
+                    || self
+                        .decided
+                        .get(&target)
+                        .is_some_and(|until| *until > now_ns)
+                {
+                    continue;
+                }
+                let block = rule.action == Action::Block;
+                let (offence, ttl) = self.escalate(target.ip, rule.ttl.0, now_ns, block);
+                self.decided
+                    .insert(target, now_ns.saturating_add(ttl.as_nanos() as u64));
+                self.recent.remove(&target.ip);
+                decisions.push(Decision {
+                    target,
+                    rule: rule.name.clone(),
+                    rate: f64::from(held),
+                    threshold: rule.threshold_rps,
+                    ttl,
+                    block,
+                    crossed_ns: now_ns,
+                    offence,
+                    origin: Origin::Rule,
+                });
+            }
+        }
+        self.rules = rules;
         decisions
     }
 
@@ -487,6 +545,27 @@ mod tests {
         assert!(decisions[0].rate > 100.0);
         assert_eq!(decisions[0].ttl, Duration::from_secs(600));
         assert_eq!(d.top(1)[0].addr, "198.18.1.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_source_holding_too_many_connections_is_decided_once() {
+        let text = "[[rules]]\nname = \"hog\"\nsignal = \"connections\"\nthreshold_rps = 50.0\n";
+        let settings = config::parse(text, "t").unwrap();
+        let mut d = Detector::new(&settings);
+        assert!(d.counts_connections());
+        let hog: IpAddr = "198.18.2.1".parse().unwrap();
+        let office: IpAddr = "198.18.0.10".parse().unwrap();
+        let counts = HashMap::from([(hog, 300), (office, 40)]);
+        let decisions = d.observe_connections(&counts, 1_000_000_000);
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        assert_eq!(decisions[0].target, Target::host(hog));
+        assert_eq!(decisions[0].rate, 300.0);
+        assert!(
+            d.observe_connections(&counts, 2_000_000_000).is_empty(),
+            "once"
+        );
+        // Request events never match a connections rule.
+        assert!(observe(&mut d, "198.18.2.1", 3_000_000_000, 1000, GET).is_empty());
     }
 
     #[test]

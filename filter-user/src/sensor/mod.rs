@@ -2,6 +2,7 @@
 //! the detector consumes; the detector never sees where an event came from except through
 //! [`Sensor`].
 
+pub(crate) mod connections;
 pub mod http;
 pub mod kernel;
 pub mod proxy;
@@ -28,6 +29,8 @@ pub enum Signal {
     Requests,
     /// TLS handshakes begun (ClientHellos) on an established connection.
     TlsHandshakes,
+    /// Established connections a source holds open at once (a count, not a rate).
+    Connections,
 }
 
 /// One piece of request evidence: who sent what, when, standing for how many requests.
