@@ -12,7 +12,7 @@ use std::{
 
 use crate::{
     ChildGuard, floodgate_bin,
-    net::{BoundTo as _, Nginx, SERVER_V4, SERVER_V6, Testbed, sh},
+    net::{BoundTo as _, Nginx, SERVER_V4, SERVER_V6, Testbed, sh, url},
     unique, wait_until,
 };
 
@@ -215,33 +215,13 @@ impl Testbed {
     /// when it failed.
     #[must_use]
     pub fn https_status(&self, dst: IpAddr, src: IpAddr, path: &str, h2: bool) -> u16 {
-        let url = match dst {
-            IpAddr::V4(a) => format!("https://{a}{path}"),
-            IpAddr::V6(a) => format!("https://[{a}]{path}"),
-        };
-        let out = self
-            .client
-            .cmd("curl")
-            .args([
-                "-s",
-                "-k",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "2",
-                if h2 { "--http2" } else { "--http1.1" },
-                "--interface",
-                &src.to_string(),
-                &url,
-            ])
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0)
+        let version = if h2 { "--http2" } else { "--http1.1" };
+        self.curl_status(
+            &url("https", dst, path),
+            src,
+            Duration::from_secs(2),
+            &["-k", version],
+        )
     }
 
     /// h2load from `sources` (round robin by the shim) for `duration` (zero: bounded by the

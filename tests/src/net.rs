@@ -20,6 +20,15 @@ pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The client's primary addresses.
 pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 
+/// `scheme://dst/path` with an IPv6 address in brackets.
+#[must_use]
+pub fn url(scheme: &str, dst: IpAddr, path: &str) -> String {
+    match dst {
+        IpAddr::V4(a) => format!("{scheme}://{a}{path}"),
+        IpAddr::V6(a) => format!("{scheme}://[{a}]{path}"),
+    }
+}
+
 /// Runs `args` in the host namespace, panicking with stderr on failure.
 pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
@@ -245,10 +254,13 @@ impl Testbed {
     /// Like [`Testbed::get`] with a timeout.
     #[must_use]
     pub fn get_timeout(&self, src: IpAddr, dst: IpAddr, timeout: Duration) -> u16 {
-        let url = match dst {
-            IpAddr::V4(a) => format!("http://{a}/"),
-            IpAddr::V6(a) => format!("http://[{a}]/"),
-        };
+        self.curl_status(&url("http", dst, "/"), src, timeout, &[])
+    }
+
+    /// One request with curl from the client namespace, bound to `src`: the status, 0 when it
+    /// failed or timed out. `extra` goes to curl as is.
+    #[must_use]
+    pub fn curl_status(&self, url: &str, src: IpAddr, timeout: Duration, extra: &[&str]) -> u16 {
         let out = self
             .client
             .cmd("curl")
@@ -256,7 +268,8 @@ impl Testbed {
             .arg(format!("{:.1}", timeout.as_secs_f64()))
             .arg("--interface")
             .arg(src.to_string())
-            .arg(&url)
+            .args(extra)
+            .arg(url)
             .output()
             .expect("curl");
         String::from_utf8_lossy(&out.stdout)

@@ -41,6 +41,24 @@ fn feed_socket() -> (PathBuf, PathBuf) {
     (dir, socket)
 }
 
+/// Every flooder is blocked, no legitimate client is.
+fn blocked_exactly(pins: &TempPins, daemon: &Daemon, flooders: &[IpAddr], legit: &[IpAddr]) {
+    let blocks = blocked_targets(pins);
+    let log = daemon.process.log();
+    for flooder in flooders {
+        assert!(
+            blocks.contains(&flooder.to_string()),
+            "flooder {flooder} not blocked: {blocks:?}\n{log}"
+        );
+    }
+    for client in legit {
+        assert!(
+            !blocks.contains(&client.to_string()),
+            "legitimate {client} blocked\n{log}"
+        );
+    }
+}
+
 /// Block latencies the daemon logged (crossing → block in force), ms.
 fn latencies(daemon: &Daemon) -> Vec<f64> {
     daemon
@@ -140,20 +158,8 @@ fn flood_through(tb: &Testbed, plan: &FloodPlan, pins: &TempPins, daemon: &Daemo
         }
     });
     let _ = std::fs::remove_file(&shim);
-    let blocks = blocked_targets(pins);
+    blocked_exactly(pins, daemon, &plan.flooders(), &plan.legit);
     let log = daemon.process.log();
-    for flooder in plan.flooders() {
-        assert!(
-            blocks.contains(&flooder.to_string()),
-            "flooder {flooder} not blocked: {blocks:?}\n{log}"
-        );
-    }
-    for legit in &plan.legit {
-        assert!(
-            !blocks.contains(&legit.to_string()),
-            "legitimate {legit} blocked\n{log}"
-        );
-    }
     let latencies = latencies(daemon);
     assert!(
         latencies.len() >= plan.flooders().len(),
@@ -253,20 +259,7 @@ fn a_tls_handshake_flood_without_keep_alive_is_blocked_by_the_kernel_sensor() {
         eprintln!("h2load: {}", flood.log());
     });
     let _ = std::fs::remove_file(&shim);
-    let blocks = blocked_targets(&pins);
-    let log = daemon.process.log();
-    for flooder in &plan.flood4 {
-        assert!(
-            blocks.contains(&flooder.to_string()),
-            "{flooder} not blocked: {blocks:?}\n{log}"
-        );
-    }
-    for legit in &plan.legit {
-        assert!(
-            !blocks.contains(&legit.to_string()),
-            "{legit} blocked\n{log}"
-        );
-    }
+    blocked_exactly(&pins, &daemon, &plan.flood4, &plan.legit);
     let stats = floodgate_json(&pins, &["stats", "--json"]);
     assert!(stats["tls_hellos"].as_u64().unwrap() > 0, "{stats}");
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
