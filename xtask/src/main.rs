@@ -65,6 +65,9 @@ enum Bench {
     Drop,
     /// Flood survival of a bounded-capacity app: none vs nginx limit_req vs Floodgate.
     Survival,
+    /// The proxy request feed: ingest vs a generic JSON parse, nginx at saturation with the
+    /// feed on and off, detection latency over HTTPS vs plaintext.
+    Proxy,
     /// All of them, then BENCHMARKS.md.
     All,
 }
@@ -117,12 +120,14 @@ fn main() -> Result<()> {
             Bench::Detect => run_tool("bench-detect"),
             Bench::Drop => run_tool("bench-drop"),
             Bench::Survival => run_tool("bench-survival"),
+            Bench::Proxy => run_tool("bench-proxy"),
             Bench::All => {
                 for tool in [
                     "bench-verdict",
                     "bench-detect",
                     "bench-drop",
                     "bench-survival",
+                    "bench-proxy",
                 ] {
                     run_tool(tool)?;
                 }
