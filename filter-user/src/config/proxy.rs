@@ -23,6 +23,9 @@ pub struct Proxy {
     pub allowed_users: Vec<String>,
     /// Receive buffer of the socket, bytes: how much the feed absorbs while the daemon is busy.
     pub receive_buffer: usize,
+    /// Datagrams the socket may queue: the daemon raises `net.unix.max_dgram_qlen` (of its
+    /// network namespace) to this before it creates the socket, when it is lower; 0 leaves it.
+    pub queue_datagrams: u32,
 }
 
 impl Default for Proxy {
@@ -40,6 +43,8 @@ impl Default for Proxy {
                 .to_vec(),
             // 8 MiB: tens of thousands of log lines.
             receive_buffer: 8 << 20,
+            // The kernel's default (10 to 512) drops lines at a few thousand requests/s.
+            queue_datagrams: 4096,
         }
     }
 }
@@ -57,6 +62,12 @@ impl Proxy {
             path,
             "receive_buffer",
             "must be 4096..=1073741824 bytes",
+        )?;
+        ensure(
+            self.queue_datagrams <= 1 << 20,
+            path,
+            "queue_datagrams",
+            "must be 0..=1048576",
         )?;
         ensure(
             self.socket

@@ -189,6 +189,7 @@ fn open_proxy_feed(settings: &Settings) -> Option<ProxyFeed> {
         gid,
         allowed_uids,
         receive_buffer: settings.proxy.receive_buffer,
+        queue_datagrams: settings.proxy.queue_datagrams,
     };
     match ProxyFeed::bind(&options) {
         Ok(feed) => {

@@ -31,6 +31,36 @@ pub(crate) struct FeedOptions {
     pub allowed_uids: Vec<u32>,
     /// Receive buffer, bytes.
     pub receive_buffer: usize,
+    /// Raise `net.unix.max_dgram_qlen` to this first, when lower (0: leave it).
+    pub queue_datagrams: u32,
+}
+
+/// Where the kernel keeps the datagram queue length of new unix sockets (per namespace).
+const MAX_DGRAM_QLEN: &str = "/proc/sys/net/unix/max_dgram_qlen";
+
+/// Raises the queue length new unix datagram sockets get, when it is lower than `wanted`;
+/// a failure is logged (the feed then works with the smaller queue).
+fn raise_queue(wanted: u32) {
+    if wanted == 0 {
+        return;
+    }
+    let now = std::fs::read_to_string(MAX_DGRAM_QLEN)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    match now {
+        Some(now) if now >= wanted => {}
+        _ => match std::fs::write(MAX_DGRAM_QLEN, wanted.to_string()) {
+            Ok(()) => log::info!(
+                "proxy feed: net.unix.max_dgram_qlen raised from {} to {wanted} (proxy.queue_datagrams)",
+                now.map_or_else(|| "?".to_owned(), |n| n.to_string())
+            ),
+            Err(err) => log::warn!(
+                "proxy feed: could not raise net.unix.max_dgram_qlen to {wanted} ({err}); the \
+                 proxy drops log lines once {} are queued",
+                now.map_or_else(|| "?".to_owned(), |n| n.to_string())
+            ),
+        },
+    }
 }
 
 /// Errors creating the socket.
@@ -120,6 +150,7 @@ impl ProxyFeed {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(err("remove stale socket")(e)),
         }
+        raise_queue(options.queue_datagrams);
         // SAFETY: plain socket(2); the result is checked.
         let fd = unsafe {
             libc::socket(

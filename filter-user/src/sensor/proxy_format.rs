@@ -120,7 +120,10 @@ pub enum Proxy {
     Haproxy,
 }
 
-fn template(proxy: Proxy) -> String {
+/// The one-line JSON template `proxy` fills in per request (the body of nginx's `log_format`
+/// and of HAProxy's `log-format`).
+#[must_use]
+pub fn template(proxy: Proxy) -> String {
     let mut out = String::from("{");
     for (i, field) in FIELDS.iter().enumerate() {
         if i > 0 {
@@ -174,7 +177,7 @@ pub(crate) fn haproxy_snippet(socket: &str) -> String {
 
 /// The snippet for `proxy`.
 #[must_use]
-pub(crate) fn snippet(proxy: Proxy, socket: &str) -> String {
+pub fn snippet(proxy: Proxy, socket: &str) -> String {
     match proxy {
         Proxy::Nginx => nginx_snippet(socket),
         Proxy::Haproxy => haproxy_snippet(socket),

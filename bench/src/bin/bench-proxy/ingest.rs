@@ -32,16 +32,9 @@ fn client(n: u32) -> IpAddr {
     }
 }
 
-/// The JSON template nginx fills in, taken from the product's own snippet.
+/// The JSON template nginx fills in, from the product's own format definition.
 fn nginx_template() -> String {
-    let snippet = proxy_format::nginx_snippet("/run/floodgate/requests.sock");
-    let line = snippet
-        .lines()
-        .find_map(|l| l.strip_prefix("log_format floodgate escape=json '"))
-        .expect("the nginx snippet has a log_format line");
-    line.strip_suffix("';")
-        .expect("log_format line ends with ';")
-        .to_owned()
+    proxy_format::template(proxy_format::Proxy::Nginx)
 }
 
 /// `text` escaped as nginx's `escape=json` writes a variable.

@@ -221,9 +221,11 @@ pub(crate) fn run() -> serde_json::Value {
     let cert = Cert::new();
     let (_dir, socket) = feed_socket();
     let pins = TempPins::new();
+    // The benchmark sets net.unix.max_dgram_qlen itself per mode (the "raised" mode is what
+    // the daemon does by default, proxy.queue_datagrams = 4096), so the daemon leaves it.
     let config = test_config(&format!(
         "[filter]\nreset_connections = false\ntls_ports = [443]\n\
-         [aggregation]\nmin_addresses = 0\n[proxy]\nsocket = \"{}\"\n{RULES}",
+         [aggregation]\nmin_addresses = 0\n[proxy]\nsocket = \"{}\"\nqueue_datagrams = 0\n{RULES}",
         socket.display()
     ));
     let shim = Testbed::build_shim();
