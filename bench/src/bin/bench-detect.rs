@@ -217,21 +217,6 @@ fn full_map_writes() -> serde_json::Value {
     })
 }
 
-/// CPU seconds the process used so far (utime + stime).
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    // After the comm field: state is 0, utime 11, stime 12 (fields 14 and 15 of stat(5)).
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
 /// The idle daemon's CPU share over 20 s, with `entries` in the exact map.
 fn idle_cpu(full: bool) -> f64 {
     let tb = Testbed::new();
@@ -247,10 +232,10 @@ fn idle_cpu(full: bool) -> f64 {
     let pid = daemon.process.child.id();
     // Let the start (the adoption pass) settle.
     std::thread::sleep(Duration::from_secs(3));
-    let before = cpu_secs(pid);
+    let before = floodgate_bench::cpu_seconds(&[pid]);
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(20));
-    (cpu_secs(pid) - before) / t.elapsed().as_secs_f64()
+    (floodgate_bench::cpu_seconds(&[pid]) - before) / t.elapsed().as_secs_f64()
 }
 
 fn memory() -> (f64, f64, usize) {

@@ -53,22 +53,6 @@ fn backend_served(stats: &std::path::Path) -> Option<u64> {
         .and_then(|s| s.trim().parse().ok())
 }
 
-fn cpu_seconds(pids: &[u32]) -> f64 {
-    pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .map(|stat| {
-            let fields: Vec<&str> = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .collect();
-            (fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0))
-                / 100.0
-        })
-        .sum()
-}
-
 fn children_of(pid: u32) -> Vec<u32> {
     let out = std::process::Command::new("pgrep")
         .args(["-P", &pid.to_string()])
@@ -157,7 +141,7 @@ fn run_mode(
             }
         });
         std::thread::sleep(IDLE);
-        let cpu_before = cpu_seconds(&server_pids);
+        let cpu_before = floodgate_bench::cpu_seconds(&server_pids);
         // wrk alongside an open-loop flood: wrk alone only offers what the server completes.
         let mut wrk = tb.start_wrk(
             shim,
@@ -188,7 +172,7 @@ fn run_mode(
             .sum();
         wrk.wait_exit(FLOOD + Duration::from_secs(10))
             .expect("wrk is bounded");
-        cpu = cpu_seconds(&server_pids) - cpu_before;
+        cpu = floodgate_bench::cpu_seconds(&server_pids) - cpu_before;
         wrk_log = wrk.log();
     });
     let probes = probes.into_inner().unwrap();
