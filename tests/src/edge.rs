@@ -85,6 +85,15 @@ impl Drop for Cert {
     }
 }
 
+/// A fresh directory for a feed socket and the socket's path in it: (directory, socket).
+#[must_use]
+pub fn feed_socket() -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(unique("fg-feed-"));
+    std::fs::create_dir_all(&dir).expect("feed dir");
+    let socket = dir.join("requests.sock");
+    (dir, socket)
+}
+
 /// The feed lines for `proxy` as the product prints them (`floodgate proxy-snippet`).
 #[must_use]
 pub fn proxy_snippet(proxy: &str, socket: &Path) -> String {

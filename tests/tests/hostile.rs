@@ -57,6 +57,13 @@ fn collateral_damage_guard_refuses_and_logs() {
         std::thread::sleep(Duration::from_millis(1500));
         tb.loadgen(env!("CARGO_BIN_EXE_loadgen"), &flooders, 400, 3);
     });
+    // The decisions land during the load or shortly after; machines differ in speed.
+    wait_until(Duration::from_secs(10), || {
+        let listed = blocked_targets(&pins);
+        ["198.18.2.1", "198.18.2.2"]
+            .iter()
+            .all(|a| listed.contains(&(*a).to_owned()))
+    });
     let log = daemon.process.log();
     let listed = blocked_targets(&pins);
     assert!(

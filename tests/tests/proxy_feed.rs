@@ -5,25 +5,18 @@
 
 use std::{
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use floodgate_tests::{
     ChildGuard, TempPins,
-    edge::Cert,
+    edge::{Cert, feed_socket},
     floodgate_json, is_blocked,
     net::{Daemon, SERVER_V4, Testbed, test_config},
     unique, wait_until,
 };
-
-fn feed_socket() -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(unique("fg-feed-"));
-    std::fs::create_dir_all(&dir).expect("feed dir");
-    let socket = dir.join("requests.sock");
-    (dir, socket)
-}
 
 fn config(socket: &Path, rules: &str) -> String {
     test_config(&format!(
@@ -210,6 +203,9 @@ fn credential_stuffing_is_blocked_and_the_subnets_real_logins_are_not() {
         let _ = bots.wait_exit(Duration::from_secs(20));
     });
     let _ = std::fs::remove_file(&shim);
+    wait_until(Duration::from_secs(10), || {
+        stuffers.iter().all(|s| is_blocked(&pins, *s))
+    });
     let log = daemon.process.log();
     for s in &stuffers {
         assert!(is_blocked(&pins, *s), "stuffer {s} not blocked\n{log}");
@@ -275,6 +271,7 @@ fn an_expensive_endpoint_flood_is_blocked_by_backend_time_not_request_rate() {
             }
         });
     });
+    wait_until(Duration::from_secs(10), || is_blocked(&pins, flooder));
     let log = daemon.process.log();
     assert!(is_blocked(&pins, flooder), "{}\n{log}", backend.log());
     assert!(log.contains("rule=backend-time"), "{log}");
