@@ -14,7 +14,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// The LLVM major of the pinned toolchain, i.e. bpf-linker's `llvm-N` feature.
 const LLVM_MAJOR: &str = "23";
 /// Debian packages the build, tests, benchmarks and load test use.
-const APT_PACKAGES: [&str; 18] = [
+const APT_PACKAGES: [&str; 25] = [
     "iproute2",
     "util-linux",
     "curl",
@@ -33,7 +33,30 @@ const APT_PACKAGES: [&str; 18] = [
     "haproxy",
     "nghttp2-client",
     "slowhttptest",
+    // The ecosystem the tests run Floodgate beside or against.
+    "crowdsec",
+    "crowdsec-firewall-bouncer",
+    "fail2ban",
+    "xdp-tools",
+    "prometheus",
+    "nats-server",
+    "debootstrap",
 ];
+
+/// Services Debian would start on install; the tests start their own, in namespaces.
+const NO_START: [&str; 7] = [
+    "nginx",
+    "haproxy",
+    "crowdsec",
+    "crowdsec-firewall-bouncer",
+    "fail2ban",
+    "prometheus",
+    "nats-server",
+];
+
+/// crowdsec's postinst registers with the Central API (online) unless this file exists and
+/// is non-empty; there is no Central API here, and the tests run their own local API.
+const CROWDSEC_ONLINE_CREDENTIALS: &str = "/etc/crowdsec/online_api_credentials.yaml";
 
 /// What later steps need from setup.
 pub(crate) struct Env {
@@ -118,6 +141,22 @@ fn apt_packages() -> Result<()> {
     };
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
+    if missing.contains(&"crowdsec") {
+        let creds = Path::new(CROWDSEC_ONLINE_CREDENTIALS);
+        if std::fs::metadata(creds)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true)
+        {
+            std::fs::create_dir_all("/etc/crowdsec")?;
+            std::fs::write(
+                creds,
+                "# Floodgate's test machines have no Central API; see xtask/src/setup.rs\n",
+            )
+            .context(CROWDSEC_ONLINE_CREDENTIALS)?;
+        }
+    }
+    // Keep the packages' services from starting on install (policy-rc.d, as in containers).
+    let policy = NoServiceStarts::install()?;
     if !apt(&install) {
         say("apt-get install failed; updating the package lists and retrying");
         ensure!(apt(&["update", "-q"]), "apt-get update failed");
@@ -127,13 +166,44 @@ fn apt_packages() -> Result<()> {
             missing.join(" ")
         );
     }
-    // Debian starts nginx and HAProxy on install; the tests start their own in namespaces.
-    for unit in ["nginx", "haproxy"] {
+    drop(policy);
+    for unit in NO_START {
         let _ = Command::new("systemctl")
             .args(["disable", "--now", unit])
             .output();
     }
     Ok(())
+}
+
+/// A `/usr/sbin/policy-rc.d` that refuses every service start while it lives (removed on drop;
+/// one that was there before is left alone).
+struct NoServiceStarts(Option<&'static Path>);
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = Path::new(Self::PATH);
+        if path.exists() {
+            return Ok(Self(None));
+        }
+        std::fs::write(
+            path,
+            "#!/bin/sh\n# written by floodgate's xtask setup\nexit 101\n",
+        )
+        .context(Self::PATH)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(Self(Some(path)))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn mount_bpffs() -> Result<()> {
