@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+mod legit;
 pub mod rate;
 
 use crate::{
@@ -17,14 +18,13 @@ use crate::{
     sensor::{RequestEvent, Signal},
     target::{Target, for_family, ip_key},
 };
+use legit::LegitClients;
 use rate::{RateKey, RateTable};
 
 /// Talkers kept for `floodgate top`.
 const TOP_CAPACITY: usize = 256;
 /// Paths kept per talker.
 const TOP_PATHS: usize = 4;
-/// Recently seen legitimate clients kept for the collateral guard.
-const RECENT_CAP: usize = 1 << 16;
 /// Share of a rule's threshold from which a source counts as a talker for `top`.
 const TOP_MIN_SHARE: f64 = 0.1;
 
@@ -59,7 +59,7 @@ pub struct Detector {
     offences: HashMap<IpAddr, (u32, u64)>,
     aggregates: HashMap<Target, Vec<(IpAddr, u64)>>,
     top: HashMap<IpAddr, Talker>,
-    recent: HashMap<IpAddr, u64>,
+    legit: LegitClients,
     hasher: std::collections::hash_map::RandomState,
     settings: Settings,
     stats: DetectStats,
@@ -76,7 +76,7 @@ impl Detector {
             offences: HashMap::new(),
             aggregates: HashMap::new(),
             top: HashMap::new(),
-            recent: HashMap::new(),
+            legit: LegitClients::default(),
             hasher: std::collections::hash_map::RandomState::new(),
             settings: settings.clone(),
             stats: DetectStats::default(),
@@ -111,6 +111,8 @@ impl Detector {
         self.stats.events += 1;
         let mut decisions = Vec::new();
         let mut heaviest = 0.0f64;
+        // The same, over the rules that rate this source alone (not a prefix it is in).
+        let mut own_share = 0.0f64;
         let rules = std::mem::take(&mut self.rules);
         for (index, rule) in rules.iter().enumerate() {
             if !matches(rule, event) {
@@ -140,6 +142,9 @@ impl Detector {
             let estimate = self.table.observe(&key, event.time_ns, window_ns, weight);
             let rate = estimate.rate * unit_of(rule);
             heaviest = heaviest.max(rate / rule.threshold_rps);
+            if target.is_host() {
+                own_share = own_share.max(rate / rule.threshold_rps);
+            }
             if rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
                 continue;
             }
@@ -176,16 +181,12 @@ impl Detector {
         if heaviest >= TOP_MIN_SHARE {
             self.note_talker(event);
         }
-        // Clients under every threshold and never decided count as legitimate for the guard.
-        if heaviest <= 1.0 && !self.decided.contains_key(&Target::host(event.src)) {
-            if let Some(seen) = self.recent.get_mut(&event.src) {
-                *seen = event.time_ns;
-            } else if self.recent.len() < RECENT_CAP {
-                self.recent.insert(event.src, event.time_ns);
-            }
-        }
+        // Only behaved clients count as legitimate for the guard (see `legit`).
+        let decided = self.decided.contains_key(&Target::host(event.src));
+        self.legit
+            .note(event.src, event.time_ns, own_share, decided);
         for d in &decisions {
-            self.recent.remove(&d.target.ip);
+            self.legit.suspect(d.target.ip, event.time_ns);
         }
         let aggregated: Vec<Decision> = decisions
             .iter()
@@ -236,7 +237,7 @@ impl Detector {
                 let (offence, ttl) = self.escalate(target.ip, rule.ttl.0, now_ns, block);
                 self.decided
                     .insert(target, now_ns.saturating_add(ttl.as_nanos() as u64));
-                self.recent.remove(&target.ip);
+                self.legit.suspect(target.ip, now_ns);
                 decisions.push(Decision {
                     target,
                     rule: rule.name.clone(),
@@ -379,8 +380,7 @@ impl Detector {
         self.offences
             .retain(|_, (_, at)| now_ns.saturating_sub(*at) <= memory);
         let window = self.settings.guard.window.0.as_nanos() as u64;
-        self.recent
-            .retain(|_, seen| now_ns.saturating_sub(*seen) <= window);
+        self.legit.expire(now_ns, window);
         let period = self.settings.aggregation.period.0.as_nanos() as u64;
         self.aggregates.retain(|_, m| {
             m.retain(|(_, at)| now_ns.saturating_sub(*at) <= period);
@@ -391,13 +391,7 @@ impl Detector {
     /// Legitimate clients seen within the guard window: (inside `target`, in all).
     #[must_use]
     pub(crate) fn legit_clients(&self, target: &Target) -> (usize, usize) {
-        (
-            self.recent
-                .keys()
-                .filter(|ip| target.contains(**ip))
-                .count(),
-            self.recent.len(),
-        )
+        self.legit.count(target)
     }
 
     /// The heaviest talkers, highest rate first.
@@ -609,6 +603,50 @@ mod tests {
             all.iter()
                 .any(|x| x.origin == Origin::Aggregate && x.target.to_string() == "198.18.7.0/24")
         );
+    }
+
+    #[test]
+    fn flood_members_not_yet_blocked_are_no_legitimate_clients_of_their_prefix() {
+        // 250 flooders in one /24 at 200 requests/s each (threshold 100), among behaved
+        // clients: 2 in the same /24, 20 elsewhere, at 1 request/s for 5 s before the flood.
+        let settings = config::parse("", "t").unwrap();
+        let mut d = Detector::new(&settings);
+        let s = 1_000_000_000u64;
+        let behaved: Vec<String> = (1..=20)
+            .map(|i| format!("198.18.9.{i}"))
+            .chain(["198.18.5.253".into(), "198.18.5.254".into()])
+            .collect();
+        for t in 0..5 {
+            for ip in &behaved {
+                assert!(observe(&mut d, ip, t * s, 1, GET).is_empty());
+            }
+        }
+        let net: Target = "198.18.5.0/24".parse().unwrap();
+        let mut seen_at_aggregate = None;
+        'flood: for i in 0..400u64 {
+            for host in 1..=250u64 {
+                let t = 5 * s + i * 5_000_000 + host * 10_000;
+                let decisions = observe(&mut d, &format!("198.18.5.{host}"), t, 1, GET);
+                if decisions.iter().any(|x| x.origin == Origin::Aggregate) {
+                    seen_at_aggregate = Some(d.legit_clients(&net));
+                    break 'flood;
+                }
+            }
+        }
+        let (inside, total) = seen_at_aggregate.expect("the /24 was aggregated");
+        assert_eq!((inside, total), (2, 22), "only the behaved clients count");
+        let aggregate = Decision {
+            target: net,
+            rule: "aggregate".into(),
+            rate: 0.0,
+            threshold: 0.0,
+            ttl: Duration::from_secs(60),
+            block: true,
+            crossed_ns: 0,
+            offence: 1,
+            origin: Origin::Aggregate,
+        };
+        assert!(crate::enforce::guard::check(&aggregate, false, inside, total, &settings).is_ok());
     }
 
     #[test]
