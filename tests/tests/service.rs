@@ -86,7 +86,11 @@ fn reload_command_answers_with_the_outcome() {
     .unwrap();
     let reloaded: serde_json::Value =
         serde_json::from_str(&floodgate_ok(&pins, &["reload", "--json"])).unwrap();
-    assert_eq!(reloaded["ports"], serde_json::json!([80, 8081]), "{reloaded}");
+    assert_eq!(
+        reloaded["ports"],
+        serde_json::json!([80, 8081]),
+        "{reloaded}"
+    );
     assert_eq!(reloaded["allow"], 1, "{reloaded}");
     assert_eq!(status(&pins)["ports"], serde_json::json!([80, 8081]));
 
