@@ -1,10 +1,10 @@
 //! A real systemd as PID 1 of a minimal Debian root, for testing the .deb as an operator
-//! installs it. The root (bookworm minbase with systemd, no dbus, plus nginx) is built once by
-//! `systemd/build-root.sh` and cached under ~/.cache/floodgate/systemd-root-N (N is
-//! [`ROOT_VERSION`]). Each [`Container`] is an overlayfs over that cache with its upper and
-//! work directories in a temp dir: the .deb is installed into it with apt-get (in a private
-//! mount namespace, before boot; Depends may come from deb.debian.org), then
-//! `systemd/boot.sh` boots it in fresh pid, mount, uts, ipc and cgroup namespaces inside the
+//! installs it. The root (bookworm minbase with systemd, no dbus; nginx and its dependencies
+//! downloaded, not installed) is built once by `systemd/build-root.sh` and cached under
+//! ~/.cache/floodgate/systemd-root-N (N is [`ROOT_VERSION`]). Each [`Container`] is an
+//! overlayfs over that cache with its upper and work directories in a temp dir: the .deb and
+//! then nginx are installed into it with apt-get, offline from the archive cache (in a
+//! private mount namespace, before boot), then `systemd/boot.sh` boots it in fresh pid, mount, uts, ipc and cgroup namespaces inside the
 //! test's network namespace, with private mount propagation. Nothing touches the host's
 //! mounts, hostname or network; drop kills PID 1 (and so the whole container), removes its
 //! cgroup and the temp dir, also when the test panics.
@@ -19,7 +19,7 @@ use std::{
 use crate::{ChildGuard, net::NetNs, unique, wait_until};
 
 /// Version of the cached root's recipe: bump it when `systemd/build-root.sh` changes.
-pub const ROOT_VERSION: u32 = 1;
+pub const ROOT_VERSION: u32 = 2;
 
 const BUILD_ROOT: &str = include_str!("systemd/build-root.sh");
 const BOOT: &str = include_str!("systemd/boot.sh");
@@ -131,6 +131,8 @@ fn remove_cgroup(dir: &Path) {
 
 /// A booted container: systemd as PID 1 of a throwaway overlay over the cached root.
 pub struct Container {
+    /// What apt-get printed installing the .deb, then (after `==> nginx`) nginx.
+    pub install_log: String,
     /// Host pid of the container's PID 1.
     pid1: i32,
     /// `unshare`, the parent of PID 1 (its output is systemd's console).
@@ -164,7 +166,7 @@ impl Container {
             std::fs::write(&at, contents).expect("write a file for the container");
         }
         std::fs::create_dir_all(staging.dir.join("files/tree")).expect("create the file tree");
-        install(&base, &staging.dir, remove);
+        let install_log = install(netns, &base, &staging.dir, remove);
         std::fs::create_dir(&staging.cgroup).expect("create the container's cgroup");
         // Into its own cgroup first, so that the new cgroup namespace is rooted there.
         let boot = ChildGuard::spawn(
@@ -183,6 +185,7 @@ impl Container {
                 .arg(&staging.dir),
         );
         let mut container = Self {
+            install_log,
             pid1: 0,
             boot,
             _staging: staging,
@@ -318,30 +321,35 @@ fn child_of(pid: u32) -> Option<i32> {
         .ok()
 }
 
-/// Installs the .deb into the overlay with apt-get (from a private mount namespace in the
-/// host's network namespace, which reaches deb.debian.org for Depends), then copies the
-/// staged files in and removes `remove`.
-fn install(base: &Path, dir: &Path, remove: &[&str]) {
+/// Installs the .deb into the overlay with apt-get, then nginx, both from the root's archive
+/// cache (in a private mount namespace inside the test's network namespace: nothing can be
+/// downloaded, so a dependency the cache lacks fails the install; no service can start), then copies the staged files in and removes
+/// `remove`. Returns apt's output; the .deb's part ends at the line `==> nginx`.
+fn install(netns: &NetNs, base: &Path, dir: &Path, remove: &[&str]) -> String {
     const SCRIPT: &str = r#"set -eu
 base="$1"; dir="$2"; shift 2
 m="$dir/root"
 mount -t overlay overlay -o "lowerdir=$base,upperdir=$dir/upper,workdir=$dir/work" "$m"
 mount -t proc proc "$m/proc"
-cp /etc/resolv.conf "$m/etc/resolv.conf"
-cp "$dir/files/floodgate.deb" "$m/tmp/floodgate.deb"
 export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
-if ! chroot "$m" apt-get install -y -q --no-install-recommends /tmp/floodgate.deb; then
-    echo "apt-get install failed; updating the package lists and retrying"
-    chroot "$m" apt-get update -q
-    chroot "$m" apt-get install -y -q --no-install-recommends /tmp/floodgate.deb
+if chroot "$m" sh -c 'command -v ss'; then
+    echo "the cached root has ss before the package is installed"; exit 1
 fi
-rm "$m/tmp/floodgate.deb"
+printf '#!/bin/sh\nexit 101\n' > "$m/usr/sbin/policy-rc.d"
+chmod 0755 "$m/usr/sbin/policy-rc.d"
+cp "$dir/files/floodgate.deb" "$m/tmp/floodgate.deb"
+apt="apt-get install -y -q --no-install-recommends"
+chroot "$m" $apt /tmp/floodgate.deb
+echo "==> nginx"
+chroot "$m" $apt nginx
+rm "$m/tmp/floodgate.deb" "$m/usr/sbin/policy-rc.d"
 cp -a "$dir/files/tree/." "$m/"
 for path in "$@"; do rm -rf "$m/$path"; done
 umount "$m/proc"
 umount "$m"
 "#;
-    let out = Command::new("unshare")
+    let out = netns
+        .cmd("unshare")
         .args([
             "--mount",
             "--propagation",
@@ -363,4 +371,5 @@ umount "$m"
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

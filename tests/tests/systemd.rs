@@ -1,5 +1,5 @@
 //! The .deb under a real systemd (PID 1 of a minimal bookworm root, booted in the server
-//! namespace of a testbed): apt-get brings everything the package runs, the unit starts to
+//! namespace of a testbed): apt-get on that root brings everything the package runs, the unit starts to
 //! `active` with its notify status, nginx as www-data feeds the daemon's proxy socket,
 //! `systemctl reload` applies a changed configuration and refuses a broken one while the
 //! daemon keeps the old, a block made with the CLI drops the client's real traffic, restart
@@ -96,6 +96,15 @@ fn the_package_under_a_real_systemd() {
         &["/etc/nginx/sites-enabled/default"],
     );
     assert_depends_complete(&c);
+    // The minimal root had no iproute2: installing the .deb brought it, before nginx.
+    let (deb_part, _) = c
+        .install_log
+        .split_once("==> nginx")
+        .expect("the install log has both parts");
+    assert!(
+        deb_part.contains("Setting up iproute2") && deb_part.contains("Setting up floodgate"),
+        "apt-get install ./floodgate.deb did not bring iproute2:\n{deb_part}"
+    );
 
     c.ok(&["systemctl", "start", "floodgate"]);
     assert_eq!(show(&c, "ActiveState"), "active", "{}", c.diagnostics());
