@@ -62,6 +62,9 @@ pub(crate) enum Request {
         /// Every entry may have changed (a flush).
         all: bool,
     },
+    /// Re-read the configuration the daemon was started with and apply it (what SIGHUP
+    /// does), answering whether it was taken.
+    Reload,
 }
 
 /// The daemon's answer.
@@ -81,6 +84,8 @@ pub(crate) enum Reply {
         /// Prefix entries the daemon now knows.
         prefix: usize,
     },
+    /// Answer to [`Request::Reload`]: the new configuration is in force.
+    Reloaded(ReloadReply),
     /// The request could not be served.
     Error {
         /// Why.
@@ -106,12 +111,31 @@ pub enum ControlError {
         /// The daemon's.
         supported: u32,
     },
+    /// The configuration the daemon re-read is invalid; the running one stays in force.
+    #[error("invalid configuration, the running one stays in force: {message}")]
+    BadConfig {
+        /// The configuration error (file, key and reason).
+        message: String,
+    },
     /// The daemon could not do it.
     #[error("the daemon failed: {message}")]
     Failed {
         /// What went wrong.
         message: String,
     },
+}
+
+/// What a reload put in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReloadReply {
+    /// Where the configuration was read from (a path, or the embedded default).
+    pub source: String,
+    /// Rule names now in force.
+    pub rules: Vec<String>,
+    /// HTTP ports now filtered.
+    pub ports: Vec<u16>,
+    /// Allow entries from the configuration.
+    pub allow: usize,
 }
 
 /// Heavy talkers.
@@ -360,6 +384,7 @@ mod tests {
                 targets: vec!["198.18.0.0/24".parse().unwrap()],
                 all: false,
             },
+            Request::Reload,
         ] {
             let line = serde_json::to_string(&RequestLine {
                 version: PROTOCOL_VERSION,
@@ -392,5 +417,25 @@ mod tests {
         };
         let text = serde_json::to_string(&reply).unwrap();
         assert_eq!(serde_json::from_str::<Reply>(&text).unwrap(), reply);
+        for reply in [
+            Reply::Reloaded(ReloadReply {
+                source: "/etc/floodgate/floodgate.toml".into(),
+                rules: vec!["flood".into()],
+                ports: vec![80],
+                allow: 1,
+            }),
+            Reply::Error {
+                error: ControlError::BadConfig {
+                    message: "filter.ports: 0 is not a port".into(),
+                },
+            },
+        ] {
+            let text = serde_json::to_string(&reply).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Reply>(&text).unwrap(),
+                reply,
+                "{text}"
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@ use filter_user::{
     bpf::{attach::AttachError, maps::MapsError, pins::PinsError},
     cli::{Unprotected, args::Cli, dispatch},
     config::{ConfigError, DurationError},
-    control::ClientError,
+    control::{ClientError, ControlError},
     target::TargetError,
 };
 
@@ -99,6 +99,12 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         Some(ClientError::DaemonDown { .. })
     ) {
         return 5;
+    }
+    if matches!(
+        err.downcast_ref::<ClientError>(),
+        Some(ClientError::Refused(ControlError::BadConfig { .. }))
+    ) {
+        return 2;
     }
     if err.downcast_ref::<Unprotected>().is_some() {
         return 6;

@@ -10,6 +10,7 @@ pub mod fuzz;
 pub mod kernel;
 pub mod net;
 pub mod packet;
+pub mod systemd;
 
 use std::{
     path::PathBuf,

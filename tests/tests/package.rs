@@ -63,6 +63,11 @@ fn package_contents_and_control() {
         control.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
         "{control}"
     );
+    // What the binary links and runs (tests/tests/systemd.rs resolves it on a minimal root).
+    assert!(
+        control.contains("Depends: libc6 (>= 2.34), libgcc-s1 (>= 4.2), iproute2\n"),
+        "{control}"
+    );
     let conffiles = run(Command::new("dpkg-deb").args(["--ctrl-tarfile"]).arg(deb()));
     assert!(
         conffiles.contains("/etc/floodgate/floodgate.toml"),
@@ -115,7 +120,7 @@ fn systemd_unit_verifies_and_is_least_privilege() {
         std::fs::read_to_string(root.0.join("lib/systemd/system/floodgate.service")).unwrap();
     for line in [
         "Type=notify",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/usr/bin/floodgate reload",
         "Restart=on-failure",
         "CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_NET_ADMIN",
         "NoNewPrivileges=yes",

@@ -6,7 +6,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use floodgate_tests::{
-    TempPins, floodgate_bin, floodgate_ok,
+    TempPins, floodgate, floodgate_bin, floodgate_ok,
     net::{SERVER_V4, Testbed, test_config},
     wait_until,
 };
@@ -72,6 +72,46 @@ fn sighup_reload_applies_and_rejects_without_losing_blocks() {
     )
     .contains("198.18.0.10")));
     daemon.stop();
+}
+
+#[test]
+fn reload_command_answers_with_the_outcome() {
+    let tb = Testbed::new();
+    let pins = TempPins::new();
+    let mut daemon = tb.start_daemon(&pins, &test_config("[filter]\nports = [80]\n"));
+    std::fs::write(
+        &daemon.config_path,
+        test_config("allow = [\"198.18.0.11\"]\n[filter]\nports = [80, 8081]\n"),
+    )
+    .unwrap();
+    let reloaded: serde_json::Value =
+        serde_json::from_str(&floodgate_ok(&pins, &["reload", "--json"])).unwrap();
+    assert_eq!(
+        reloaded["ports"],
+        serde_json::json!([80, 8081]),
+        "{reloaded}"
+    );
+    assert_eq!(reloaded["allow"], 1, "{reloaded}");
+    assert_eq!(status(&pins)["ports"], serde_json::json!([80, 8081]));
+
+    std::fs::write(&daemon.config_path, "[filter\n").unwrap();
+    let refused = floodgate(&pins, &["reload"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid configuration, the running one stays in force")
+            && stderr.contains(daemon.config_path.to_str().unwrap()),
+        "{stderr}"
+    );
+    assert_eq!(status(&pins)["ports"], serde_json::json!([80, 8081]));
+    daemon.stop();
+    let down = floodgate(&pins, &["reload"]);
+    assert_eq!(
+        down.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
 }
 
 #[test]

@@ -12,6 +12,13 @@ use anyhow::{Context as _, Result, ensure};
 
 use crate::setup::{Env, run};
 
+/// What the package needs at run time: the shared libraries the binary links (libc6 for libc,
+/// libm and the loader; libgcc-s1 for libgcc_s, the unwinder) and iproute2 for the `ss -K`
+/// the daemon runs to close a blocked source's connections. The unit runs nothing else: its
+/// ExecReload is `floodgate reload`. tests/tests/systemd.rs checks this against what a
+/// minimal Debian root resolves.
+const DEPENDS: &str = "libc6 (>= 2.34), libgcc-s1 (>= 4.2), iproute2";
+
 /// Builds the .deb and returns its path.
 pub(crate) fn package(env: &Env) -> Result<PathBuf> {
     eprintln!("==> building the release binary for the package");
@@ -85,7 +92,7 @@ pub(crate) fn package(env: &Env) -> Result<PathBuf> {
         "DEBIAN/control",
         format!(
             "Package: floodgate\nVersion: {version}\nArchitecture: {arch}\nMaintainer: Floodgate engineers <floodgate@example.invalid>\n\
-             Installed-Size: {size_kib}\nDepends: libc6 (>= 2.34), iproute2\nSection: net\nPriority: optional\n\
+             Installed-Size: {size_kib}\nDepends: {DEPENDS}\nSection: net\nPriority: optional\n\
              Description: XDP HTTP flood mitigation daemon and CLI\n \
              Drops packets from flooding sources at XDP, detects HTTP floods from sampled request\n \
              starts and blocks them with a time to live in pinned eBPF maps.\n"

@@ -11,7 +11,8 @@ use crate::target::Target;
 pub(crate) const EXIT_CODES: &str = "EXIT STATUS:
   0  success
   1  runtime failure (kernel, map or I/O error)
-  2  bad input: malformed address, prefix, TTL, option or configuration
+  2  bad input: malformed address, prefix, TTL, option or configuration (also a
+     configuration `reload` refused)
   3  nothing loaded: no Floodgate program pinned (start `floodgate run` first)
   4  permission denied: run as root or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON
   5  the daemon is not running (for commands that need its live state)
@@ -76,6 +77,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running daemon to re-read its configuration and apply it (what SIGHUP does;
+    /// the unit's `systemctl reload`). An invalid file is refused with the reason (exit 2)
+    /// and the running configuration stays in force.
+    Reload(JsonArg),
     /// Validate a configuration file without touching the kernel.
     CheckConfig {
         /// The file (default: /etc/floodgate/floodgate.toml).

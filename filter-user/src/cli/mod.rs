@@ -31,6 +31,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Mode { mode } => blocks::set_mode(&pins, mode),
         Command::Why { addr, json } => inspect::why(&pins, addr, json, cli.socket.as_deref()),
         Command::Top { limit, json } => inspect::top(limit, json, cli.socket.as_deref()),
+        Command::Reload(a) => reload(a.json, cli.socket.as_deref()),
         Command::CheckConfig { file } => check_config(file),
         Command::ProxySnippet {
             proxy,
@@ -112,6 +113,25 @@ fn proxy_snippet(
         .context("the feed socket path is not UTF-8")?
         .to_owned();
     print!("{}", crate::sensor::proxy_format::snippet(proxy, &socket));
+    Ok(())
+}
+
+fn reload(json: bool, socket_flag: Option<&std::path::Path>) -> Result<()> {
+    let reloaded =
+        match crate::control::request(&socket(socket_flag), crate::control::Request::Reload)? {
+            crate::control::Reply::Reloaded(reloaded) => reloaded,
+            other => anyhow::bail!("the daemon answered `reload` with {other:?}"),
+        };
+    if json {
+        return output::print_json(&reloaded);
+    }
+    println!(
+        "reloaded {}: {} rules, {} allow entries, ports {:?}",
+        reloaded.source,
+        reloaded.rules.len(),
+        reloaded.allow,
+        reloaded.ports
+    );
     Ok(())
 }
 

@@ -3,13 +3,14 @@
 //! it to the detector, passes each decision through the guard to the map writer, answers
 //! control requests handed over by the control server's own tasks, keeps the program on its
 //! interfaces, and once per second adapts sampling, sweeps expired blocks and updates metrics.
-//! SIGHUP reloads the configuration; SIGTERM/SIGINT stop the daemon while the pinned filter
+//! SIGHUP and `floodgate reload` (a control request) reload the configuration; SIGTERM/SIGINT stop the daemon while the pinned filter
 //! keeps enforcing. The loop holds no detection or map logic of its own.
 
 mod control;
 mod links;
 pub mod metrics;
 mod notify;
+mod reload;
 
 use std::{
     net::IpAddr,
@@ -49,7 +50,7 @@ use crate::{
 use control::Call;
 use links::{Interfaces, LinkEvents};
 use metrics as m;
-use notify::{notify, reloading};
+use notify::notify;
 
 /// Largest 1-in-N factor.
 const MAX_SAMPLE_EVERY: u32 = 1 << 16;
@@ -311,7 +312,7 @@ impl Daemon {
             tokio::select! {
                 _ = term.recv() => { log::info!("SIGTERM: stopping; the pinned filter keeps enforcing"); break; }
                 _ = int.recv() => { log::info!("SIGINT: stopping; the pinned filter keeps enforcing"); break; }
-                _ = hup.recv() => self.reload(),
+                _ = hup.recv() => { let _ = self.reload(); }
                 _ = ticker.tick() => self.tick(),
                 read = self.kernel.read(&mut batch) => {
                     let malformed = read.context("ring buffer poll")?;
@@ -590,68 +591,6 @@ impl Daemon {
         ::metrics::gauge!(m::ACTIVE_BLOCKS, "kind" => "prefix").set(prefix as f64);
     }
 
-    /// Writes ports, sample size, monitor flag and the configuration's allow list (removing
-    /// entries that an earlier configuration added and this one dropped).
-    fn apply_kernel_settings(
-        &mut self,
-        settings: &Settings,
-        previous_allow: &[Target],
-    ) -> Result<()> {
-        let _lock = self.pins.lock()?;
-        self.maps
-            .set_ports(&settings.filter.ports, &settings.filter.tls_ports)?;
-        self.maps
-            .set_setting(config::SAMPLE_BYTES, settings.sampling.payload_bytes)?;
-        self.maps
-            .set_setting(config::MONITOR, u32::from(settings.filter.monitor))?;
-        for gone in previous_allow
-            .iter()
-            .filter(|t| !settings.allow.contains(t))
-        {
-            self.maps.disallow(*gone)?;
-        }
-        for target in &settings.allow {
-            self.maps.allow(*target)?;
-        }
-        Ok(())
-    }
-
-    fn reload(&mut self) {
-        notify(&reloading());
-        match self.source.load() {
-            Ok(mut new) => {
-                // Interfaces and listeners are fixed at start; everything else applies now.
-                new.filter
-                    .interfaces
-                    .clone_from(&self.settings.filter.interfaces);
-                new.filter.attach_mode = self.settings.filter.attach_mode;
-                new.metrics.listen = self.settings.metrics.listen;
-                new.control.socket.clone_from(&self.settings.control.socket);
-                new.proxy.clone_from(&self.settings.proxy);
-                let previous_allow = self.settings.allow.clone();
-                match self.apply_kernel_settings(&new, &previous_allow) {
-                    Ok(()) => {
-                        self.detector.reconfigure(&new);
-                        log::info!(
-                            "reloaded {:?}: {} rules, ports {:?}",
-                            self.source,
-                            new.rules.len(),
-                            new.filter.ports
-                        );
-                        self.settings = new;
-                    }
-                    Err(err) => {
-                        log::error!("reload: applying the new configuration failed: {err:#}");
-                    }
-                }
-            }
-            Err(err) => {
-                log::error!("reload rejected, the running configuration stays in force: {err}");
-            }
-        }
-        notify("READY=1");
-    }
-
     fn answer(&mut self, request: Request) -> Reply {
         match request {
             Request::Top { limit } => Reply::Top(TopReply {
@@ -688,6 +627,10 @@ impl Daemon {
                     dropped: self.proxy_counts.dropped,
                 }),
             }),
+            Request::Reload => match self.reload() {
+                Ok(reloaded) => Reply::Reloaded(reloaded),
+                Err(error) => Reply::Error { error },
+            },
             Request::Refresh { targets, all } => {
                 let refreshed = if all {
                     self.writer.adopt().map(|_| Vec::new())
