@@ -16,6 +16,14 @@ pub fn monotonic_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// Seconds since the epoch now (the wall clock proxies write in their logs).
+#[must_use]
+pub(crate) fn wall_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Formats a duration the way [`crate::config::Duration`] reads it (largest whole unit).
 #[must_use]
 pub(crate) fn format_duration(d: Duration) -> String {

@@ -223,24 +223,31 @@ pub(crate) struct StatusReply {
     pub rules: Vec<String>,
     /// Block entries the daemon's index knows (exact, prefix).
     pub known_blocks: (usize, usize),
-    /// The proxy feed, when it is open.
+    /// The proxy feed, when its socket or its file is on.
     pub proxy: Option<ProxyStatus>,
 }
 
 /// What the proxy feed delivered and refused since the daemon started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ProxyStatus {
-    /// The socket.
-    pub socket: PathBuf,
-    /// Requests received and handed to the detector.
+    /// The socket, when it is open.
+    pub socket: Option<PathBuf>,
+    /// The file followed, when it is on.
+    pub file: Option<PathBuf>,
+    /// Bytes of the file not read yet.
+    pub file_backlog: u64,
+    /// Why the file is not read now (untrusted, unreadable), if it is not.
+    pub file_problem: Option<String>,
+    /// Requests received (socket and file) and handed to the detector.
     pub events: u64,
     /// Datagrams from users not in `proxy.allowed_users`.
     pub refused: u64,
-    /// Datagrams that were no request line of this format.
+    /// Datagrams and lines that were no request line of this format.
     pub unparsed: u64,
     /// Datagrams cut by the sender but used for their leading fields.
     pub cut: u64,
-    /// Datagrams lost: oversized, or dropped by the kernel with the receive queue full.
+    /// Datagrams and lines lost: oversized, or dropped by the kernel with the receive queue
+    /// full.
     pub dropped: u64,
 }
 

@@ -94,12 +94,23 @@ pub fn feed_socket() -> (PathBuf, PathBuf) {
     (dir, socket)
 }
 
-/// The feed lines for `proxy` as the product prints them (`floodgate proxy-snippet`).
+/// The feed lines for `proxy` as the product prints them (`floodgate proxy-snippet`), sending
+/// to the socket `socket`.
 #[must_use]
 pub fn proxy_snippet(proxy: &str, socket: &Path) -> String {
+    snippet_with(proxy, "--feed-socket", socket)
+}
+
+/// nginx's feed lines appending to `file` (`floodgate proxy-snippet nginx --feed-file`).
+#[must_use]
+pub fn nginx_file_snippet(file: &Path) -> String {
+    snippet_with("nginx", "--feed-file", file)
+}
+
+fn snippet_with(proxy: &str, flag: &str, path: &Path) -> String {
     let out = Command::new(floodgate_bin())
-        .args(["proxy-snippet", proxy, "--feed-socket"])
-        .arg(socket)
+        .args(["proxy-snippet", proxy, flag])
+        .arg(path)
         .output()
         .expect("floodgate proxy-snippet");
     assert!(
@@ -145,8 +156,19 @@ impl Testbed {
         self.start_edge(cert, Some(feed), &locations)
     }
 
+    /// [`Testbed::start_edge_nginx`] appending the feed to the file `feed` (the buffered
+    /// `access_log` of `floodgate proxy-snippet nginx --feed-file`).
+    #[must_use]
+    pub fn start_edge_nginx_file_feed(&self, cert: &Cert, feed: &Path) -> Nginx {
+        self.start_edge_with(cert, &nginx_file_snippet(feed), LOCATIONS)
+    }
+
     fn start_edge(&self, cert: &Cert, feed: Option<&Path>, locations: &str) -> Nginx {
         let feed_lines = feed.map(|f| proxy_snippet("nginx", f)).unwrap_or_default();
+        self.start_edge_with(cert, &feed_lines, locations)
+    }
+
+    fn start_edge_with(&self, cert: &Cert, feed_lines: &str, locations: &str) -> Nginx {
         let c = cert.cert.display();
         let k = cert.key.display();
         let http_extra = format!(

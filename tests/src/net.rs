@@ -284,7 +284,7 @@ impl Testbed {
         let dir = std::env::temp_dir().join(unique("fg-daemon-"));
         std::fs::create_dir_all(&dir).expect("daemon dir");
         let config_path = dir.join("floodgate.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        std::fs::write(&config_path, with_private_feed(config, &dir)).expect("write config");
         let socket = pins.control_socket();
         let mut process = ChildGuard::spawn(
             &unique("floodgate"),
@@ -358,6 +358,26 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `config` with the proxy feed's socket and file in `dir` where the test did not place them,
+/// so that no test daemon touches the host's /run/floodgate.
+fn with_private_feed(config: &str, dir: &Path) -> String {
+    let (file, socket) = (dir.join("requests.log"), dir.join("requests.sock"));
+    if !config.contains("[proxy]") {
+        return format!(
+            "{config}\n[proxy]\nfile = \"{}\"\nsocket = \"{}\"\n",
+            file.display(),
+            socket.display()
+        );
+    }
+    let mut keys = String::new();
+    for (key, path) in [("file", &file), ("socket", &socket)] {
+        if !config.contains(&format!("\n{key} = ")) {
+            keys.push_str(&format!("{key} = \"{}\"\n", path.display()));
+        }
+    }
+    config.replacen("[proxy]\n", &format!("[proxy]\n{keys}"), 1)
 }
 
 /// A test configuration: `extra` (top-level keys first, then tables) and no metrics listener.

@@ -178,16 +178,52 @@ fn flood_through(tb: &Testbed, plan: &FloodPlan, pins: &TempPins, daemon: &Daemo
 
 #[test]
 fn https_and_http2_floods_are_blocked_behind_nginx() {
+    // nginx the way `floodgate proxy-snippet nginx` sets it up by default: its buffered
+    // access log appended to the feed file the daemon follows.
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 8, 4);
     let cert = Cert::new();
     let (_dir, socket) = feed_socket();
+    let file = socket.with_file_name("requests.log");
     let pins = TempPins::new();
-    let daemon = tb.start_daemon(&pins, &config(&socket, FLOOD_RULES));
-    let _nginx = tb.start_edge_nginx(&cert, Some(&socket));
+    let daemon = tb.start_daemon(
+        &pins,
+        &config(
+            &socket,
+            &format!("file = \"{}\"\n{FLOOD_RULES}", file.display()),
+        ),
+    );
+    let _nginx = tb.start_edge_nginx_file_feed(&cert, &file);
     flood_through(&tb, &plan, &pins, &daemon, true);
     let status = floodgate_json(&pins, &["status", "--json"]);
     assert_eq!(status["tls_ports"], serde_json::json!([443]), "{status}");
+    let proxy = &status["daemon"]["proxy"];
+    assert!(proxy["events"].as_u64().unwrap() > 1000, "{status}");
+    assert_eq!(proxy["file_problem"], serde_json::Value::Null, "{status}");
+    // What was read is freed: the file holds about the unread part only.
+    let allocated =
+        std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&file).unwrap()) * 512;
+    assert!(
+        allocated < 4 << 20,
+        "{allocated} bytes still allocated in {}",
+        file.display()
+    );
+}
+
+#[test]
+fn https_and_http2_floods_are_blocked_behind_nginx_over_the_feed_socket() {
+    // nginx's other way: one syslog datagram per request.
+    let tb = Testbed::new();
+    let plan = FloodPlan::on(&tb, 4, 2);
+    let cert = Cert::new();
+    let (_dir, socket) = feed_socket();
+    let pins = TempPins::new();
+    let daemon = tb.start_daemon(
+        &pins,
+        &config(&socket, &format!("file = \"off\"\n{FLOOD_RULES}")),
+    );
+    let _nginx = tb.start_edge_nginx(&cert, Some(&socket));
+    flood_through(&tb, &plan, &pins, &daemon, true);
 }
 
 #[test]

@@ -97,9 +97,13 @@ pub enum Command {
     ProxySnippet {
         /// The proxy.
         proxy: crate::sensor::proxy_format::Proxy,
-        /// The feed socket (default: `[proxy] socket` of the configuration).
-        #[arg(long)]
+        /// Send the feed to this socket (for nginx: syslog datagrams instead of the file).
+        #[arg(long, conflicts_with = "feed_file")]
         feed_socket: Option<PathBuf>,
+        /// nginx only: append the feed to this file (default: `[proxy] file`, else the
+        /// socket, `[proxy] socket`, of the configuration).
+        #[arg(long)]
+        feed_file: Option<PathBuf>,
         /// Configuration file to read `[proxy] socket` from (default:
         /// /etc/floodgate/floodgate.toml if it exists, else the built-in default).
         #[arg(long, short)]

@@ -126,15 +126,28 @@ pub(super) fn status(pins: &Pins, json: bool, socket_flag: Option<&Path>) -> Res
                 );
                 match &d.proxy {
                     None => println!("proxy feed    off"),
-                    Some(p) => println!(
-                        "proxy feed    {}: {} events, {} refused, {} unparsed, {} cut, {} dropped",
-                        p.socket.display(),
-                        p.events,
-                        p.refused,
-                        p.unparsed,
-                        p.cut,
-                        p.dropped
-                    ),
+                    Some(p) => {
+                        let shown = |path: &Option<std::path::PathBuf>| {
+                            path.as_ref()
+                                .map_or_else(|| "off".to_owned(), |p| p.display().to_string())
+                        };
+                        println!(
+                            "proxy feed    socket {}, file {}{}: {} events, {} refused, {} \
+                             unparsed, {} cut, {} dropped, {} bytes unread",
+                            shown(&p.socket),
+                            shown(&p.file),
+                            p.file_problem
+                                .as_ref()
+                                .map(|why| format!(" (not read: {why})"))
+                                .unwrap_or_default(),
+                            p.events,
+                            p.refused,
+                            p.unparsed,
+                            p.cut,
+                            p.dropped,
+                            p.file_backlog
+                        );
+                    }
                 }
             }
         }

@@ -36,8 +36,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::ProxySnippet {
             proxy,
             feed_socket,
+            feed_file,
             config,
-        } => proxy_snippet(proxy, feed_socket, config),
+        } => proxy_snippet(proxy, feed_socket, feed_file, config),
         Command::Detach { iface } => detach(&pins, iface.as_deref()),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -89,30 +90,46 @@ fn socket(flag: Option<&std::path::Path>) -> std::path::PathBuf {
 fn proxy_snippet(
     proxy: crate::sensor::proxy_format::Proxy,
     feed_socket: Option<std::path::PathBuf>,
+    feed_file: Option<std::path::PathBuf>,
     config: Option<std::path::PathBuf>,
 ) -> Result<()> {
-    let socket = match feed_socket {
-        Some(path) => path,
-        None => {
-            let default = std::path::Path::new(crate::config::DEFAULT_PATH);
-            let settings = match config {
-                Some(path) => crate::config::load_file(&path)?,
-                None if default.exists() => crate::config::load_file(default)?,
-                None => crate::config::Settings::default(),
-            };
-            settings.proxy.socket.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the configuration turns the proxy feed off ([proxy] socket = \"off\"); pass \
-                     --feed-socket PATH or set it"
-                )
-            })?
-        }
+    use crate::sensor::proxy_format::{Proxy, Via, snippet};
+    let (file, socket) = if feed_socket.is_some() || feed_file.is_some() {
+        (feed_file, feed_socket)
+    } else {
+        let default = std::path::Path::new(crate::config::DEFAULT_PATH);
+        let settings = match config {
+            Some(path) => crate::config::load_file(&path)?,
+            None if default.exists() => crate::config::load_file(default)?,
+            None => crate::config::Settings::default(),
+        };
+        (settings.proxy.file, settings.proxy.socket)
     };
-    let socket = socket
-        .to_str()
-        .context("the feed socket path is not UTF-8")?
-        .to_owned();
-    print!("{}", crate::sensor::proxy_format::snippet(proxy, &socket));
+    let utf8 = |p: std::path::PathBuf| {
+        p.into_os_string()
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("the feed path is not UTF-8"))
+    };
+    let (file, socket) = (file.map(utf8).transpose()?, socket.map(utf8).transpose()?);
+    let via = match (proxy, &file, &socket) {
+        (Proxy::Nginx, Some(file), _) => Via::File(file),
+        (_, _, Some(socket)) => Via::Socket(socket),
+        _ => anyhow::bail!(
+            "the configuration turns the {} off ([proxy] socket = \"off\"{}); pass --feed-socket \
+             PATH or set it",
+            if proxy == Proxy::Nginx {
+                "feed"
+            } else {
+                "feed socket HAProxy needs"
+            },
+            if proxy == Proxy::Nginx {
+                ", file = \"off\""
+            } else {
+                ""
+            }
+        ),
+    };
+    print!("{}", snippet(proxy, via).map_err(anyhow::Error::msg)?);
     Ok(())
 }
 

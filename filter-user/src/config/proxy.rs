@@ -1,4 +1,6 @@
-//! `[proxy]`: the socket the TLS-terminating proxy (nginx, HAProxy) writes its request feed to.
+//! `[proxy]`: where the TLS-terminating proxy (nginx, HAProxy) writes its request feed: a
+//! file nginx appends to (buffered, the cheap way) and a datagram socket (HAProxy, or nginx's
+//! syslog).
 
 use std::path::PathBuf;
 
@@ -11,8 +13,12 @@ use super::{Invalid, ensure};
 #[serde(default, deny_unknown_fields)]
 pub struct Proxy {
     /// Unix datagram socket of the feed; `None` (written "off") disables it.
-    #[serde(deserialize_with = "socket")]
+    #[serde(deserialize_with = "off_or_path")]
     pub socket: Option<PathBuf>,
+    /// File nginx appends its request lines to, followed by the daemon; `None` ("off")
+    /// disables it.
+    #[serde(deserialize_with = "off_or_path")]
+    pub file: Option<PathBuf>,
     /// File mode of the socket, octal text ("0666"). Who counts is decided by
     /// `allowed_users`, checked on every datagram; the mode only decides who may send at all.
     #[serde(deserialize_with = "octal")]
@@ -33,6 +39,9 @@ impl Default for Proxy {
         Self {
             // On by default: nothing arrives until a proxy is configured to send.
             socket: Some(PathBuf::from("/run/floodgate/requests.sock")),
+            // On by default too; the package's tmpfiles.d entry makes it exist from boot, so
+            // an nginx that logs to it starts before the daemon.
+            file: Some(PathBuf::from("/run/floodgate/requests.log")),
             // Anyone may send; only the allowed users' datagrams count (the rest are counted as
             // refused), so a misconfigured proxy user shows up in the metrics.
             mode: 0o666,
@@ -76,11 +85,23 @@ impl Proxy {
             path,
             "socket",
             "must be an absolute path of at most 107 bytes, or \"off\"",
+        )?;
+        ensure(
+            self.file.as_ref().is_none_or(|f| f.is_absolute()),
+            path,
+            "file",
+            "must be an absolute path, or \"off\"",
+        )?;
+        ensure(
+            self.file.is_none() || self.file != self.socket,
+            path,
+            "file",
+            "must not be the socket's path",
         )
     }
 }
 
-fn socket<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+fn off_or_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     let text = String::deserialize(d)?;
     Ok(match text.as_str() {
         "off" | "" => None,

@@ -46,6 +46,10 @@ pub(crate) const PROXY_DROPPED: &str = "floodgate_proxy_datagrams_dropped_total"
 pub(crate) const PROXY_CUT: &str = "floodgate_proxy_datagrams_cut_total";
 /// 1 while the proxy feed socket is open, 0 when it is off or could not be opened.
 pub(crate) const PROXY_UP: &str = "floodgate_proxy_feed_up";
+/// 1 while the proxy feed file is followed, 0 when it is off or refused (untrusted).
+pub(crate) const PROXY_FILE_UP: &str = "floodgate_proxy_feed_file_up";
+/// Bytes of the proxy feed file not read yet.
+pub(crate) const PROXY_FILE_BACKLOG: &str = "floodgate_proxy_feed_file_backlog_bytes";
 /// Control connections refused (label `why`: busy, bad_request).
 pub(crate) const CONTROL_REFUSED: &str = "floodgate_control_refused_total";
 /// Decisions refused by the collateral guard (label `reason`).
@@ -129,6 +133,15 @@ pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
         "Proxy feed datagrams cut by the sender but used for their leading fields"
     );
     describe_gauge!(PROXY_UP, "1 while the proxy feed socket is open");
+    describe_gauge!(
+        PROXY_FILE_UP,
+        "1 while the proxy feed file is followed, 0 when off or refused"
+    );
+    describe_gauge!(
+        PROXY_FILE_BACKLOG,
+        Unit::Bytes,
+        "Bytes of the proxy feed file not read yet"
+    );
     describe_gauge!(
         INTERFACE_ATTACHED,
         "1 when the program is attached to the protected interface now"

@@ -32,7 +32,7 @@ use crate::{
         pins::Pins,
     },
     cli::args::RunArgs,
-    clock::{format_duration, monotonic_ns},
+    clock::{format_duration, monotonic_ns, wall_secs},
     config::{self as cfg, AttachMode, Settings},
     control::{
         DecisionView, ProxyStatus, Reply, Request, RuleRate, StatusReply, TalkerRow, TopReply,
@@ -43,6 +43,7 @@ use crate::{
     sensor::{
         kernel::{KernelSensor, SampleRecord},
         proxy::{self, FeedOptions, ProxyFeed},
+        proxy_file::FeedFile,
         proxy_format::ProxyParseError,
     },
     target::Target,
@@ -150,6 +151,13 @@ fn load_and_attach(pins: &Pins, settings: &Settings) -> Result<()> {
 }
 
 /// What the proxy feed delivered and refused since start (for `status`).
+/// What a batch of feed lines gave.
+#[derive(Default)]
+struct LineCounts {
+    events: u64,
+    cut: u64,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct ProxyCounts {
     events: u64,
@@ -157,6 +165,18 @@ struct ProxyCounts {
     unparsed: u64,
     cut: u64,
     dropped: u64,
+}
+
+/// The uids of `proxy.allowed_users` (names without a user on this host are skipped).
+fn allowed_uids(settings: &Settings) -> Vec<u32> {
+    let mut uids = Vec::new();
+    for name in &settings.proxy.allowed_users {
+        match proxy::user_id(name) {
+            Some(uid) => uids.push(uid),
+            None => log::info!("proxy feed: no user {name} on this host; skipped"),
+        }
+    }
+    uids
 }
 
 /// Opens the proxy feed socket as configured; a failure is logged and counted, and the daemon
@@ -167,13 +187,7 @@ fn open_proxy_feed(settings: &Settings) -> Option<ProxyFeed> {
         ::metrics::gauge!(m::PROXY_UP).set(0.0);
         return None;
     };
-    let mut allowed_uids = Vec::new();
-    for name in &settings.proxy.allowed_users {
-        match proxy::user_id(name) {
-            Some(uid) => allowed_uids.push(uid),
-            None => log::info!("proxy feed: no user {name} on this host; skipped"),
-        }
-    }
+    let allowed_uids = allowed_uids(settings);
     let gid = match settings.proxy.group.as_str() {
         "" => None,
         name => match proxy::group_id(name) {
@@ -223,6 +237,10 @@ struct Daemon {
     interfaces: Interfaces,
     link_events: Option<LinkEvents>,
     proxy: Option<ProxyFeed>,
+    proxy_file: Option<FeedFile>,
+    /// Why the feed file is not read now (logged once per change).
+    proxy_file_problem: Option<String>,
+    proxy_file_backlog: u64,
     proxy_counts: ProxyCounts,
     calls: mpsc::Receiver<Call>,
     last_tick: Instant,
@@ -263,6 +281,11 @@ impl Daemon {
             }
         };
         let proxy = open_proxy_feed(&settings);
+        let proxy_file = settings.proxy.file.as_ref().map(|path| {
+            log::info!("proxy feed file {} (followed from its end)", path.display());
+            FeedFile::new(path, &allowed_uids(&settings))
+        });
+        ::metrics::gauge!(m::PROXY_FILE_UP).set(0.0);
         let mut interfaces = Interfaces::new(
             &settings.filter.interfaces,
             attach::mode(settings.filter.attach_mode == AttachMode::Skb),
@@ -281,6 +304,9 @@ impl Daemon {
             interfaces,
             link_events,
             proxy,
+            proxy_file,
+            proxy_file_problem: None,
+            proxy_file_backlog: 0,
             proxy_counts: ProxyCounts::default(),
             calls,
             last_tick: Instant::now(),
@@ -308,6 +334,10 @@ impl Daemon {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::new();
+        // nginx flushes the file feed every 100 ms at most; reading twice as often keeps the
+        // wait short without spinning.
+        let mut file_ticker = tokio::time::interval(Duration::from_millis(50));
+        file_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = term.recv() => { log::info!("SIGTERM: stopping; the pinned filter keeps enforcing"); break; }
@@ -331,6 +361,7 @@ impl Daemon {
                         }
                     }
                 }
+                _ = file_ticker.tick(), if self.proxy_file.is_some() => self.read_proxy_file(),
                 Some(call) = self.calls.recv() => {
                     let reply = self.answer(call.request);
                     let _ = call.reply.send(reply);
@@ -391,45 +422,109 @@ impl Daemon {
             return;
         };
         let now = monotonic_ns();
-        let (mut events, mut cut) = (0u64, 0u64);
+        let mut counts = LineCounts::default();
         for datagram in feed.datagrams() {
-            match proxy::parse(datagram) {
-                Ok(record) => {
-                    cut += u64::from(record.cut);
-                    if let Some(event) = proxy::event(&record, now) {
-                        events += 1;
-                        for decision in self.detector.observe(&event) {
-                            self.apply(&decision);
-                        }
-                    }
-                }
-                Err(err) => {
-                    let why = match err {
-                        ProxyParseError::Oversized => "oversized",
-                        ProxyParseError::UnknownFormat => "unknown_format",
-                        ProxyParseError::Version => "version",
-                        ProxyParseError::Malformed => "malformed",
-                        ProxyParseError::BadClient => "bad_client",
-                    };
-                    if self.proxy_counts.unparsed == 0 {
-                        log::warn!(
-                            "proxy feed: a datagram is not a Floodgate request line ({err}); is the \
-                             proxy using `floodgate proxy-snippet`'s format? (counted in {}; logged once)",
-                            m::PROXY_DROPPED
-                        );
-                    }
-                    self.proxy_counts.unparsed += 1;
-                    ::metrics::counter!(m::PROXY_DROPPED, "why" => why).increment(1);
-                }
-            }
+            self.observe_proxy_line(datagram, now, None, &mut counts);
         }
         self.proxy = Some(feed);
-        self.proxy_counts.events += events;
-        self.proxy_counts.cut += cut;
-        ::metrics::counter!(m::PROXY_EVENTS).increment(events);
-        ::metrics::counter!(m::DETECTOR_EVENTS, "sensor" => "proxy").increment(events);
-        if cut > 0 {
-            ::metrics::counter!(m::PROXY_CUT).increment(cut);
+        self.count_proxy_lines(counts);
+    }
+
+    /// Reads what nginx appended to the feed file.
+    fn read_proxy_file(&mut self) {
+        let Some(mut file) = self.proxy_file.take() else {
+            return;
+        };
+        match file.read() {
+            Ok(batch) => {
+                if self.proxy_file_problem.take().is_some() {
+                    log::info!(
+                        "proxy feed file {}: reading it again",
+                        file.path().display()
+                    );
+                }
+                ::metrics::gauge!(m::PROXY_FILE_UP).set(1.0);
+                ::metrics::gauge!(m::PROXY_FILE_BACKLOG).set(batch.backlog as f64);
+                self.proxy_file_backlog = batch.backlog;
+                if batch.oversized > 0 {
+                    ::metrics::counter!(m::PROXY_DROPPED, "why" => "oversized")
+                        .increment(batch.oversized);
+                    self.proxy_counts.dropped += batch.oversized;
+                }
+                let (mono, wall) = (monotonic_ns(), wall_secs());
+                let mut counts = LineCounts::default();
+                for line in file.lines() {
+                    self.observe_proxy_line(line, mono, Some(wall), &mut counts);
+                }
+                self.count_proxy_lines(counts);
+            }
+            Err(err) => {
+                let problem = err.to_string();
+                if self.proxy_file_problem.as_ref() != Some(&problem) {
+                    log::error!("{problem}; not reading it (checked again every 50 ms)");
+                }
+                self.proxy_file_problem = Some(problem);
+                ::metrics::gauge!(m::PROXY_FILE_UP).set(0.0);
+            }
+        }
+        self.proxy_file = Some(file);
+    }
+
+    /// Parses one request line of the feed and hands its event to the detector. `wall`: the
+    /// wall clock now, when the line may have waited (the file feed): the event is then
+    /// dated by the proxy's own time, so a batch keeps its spacing.
+    fn observe_proxy_line(
+        &mut self,
+        line: &[u8],
+        now: u64,
+        wall: Option<f64>,
+        counts: &mut LineCounts,
+    ) {
+        match proxy::parse(line) {
+            Ok(record) => {
+                counts.cut += u64::from(record.cut);
+                let time_ns = match (wall, record.time) {
+                    (Some(wall), Some(logged)) => {
+                        let waited = (wall - logged).clamp(0.0, 1.0);
+                        now.saturating_sub((waited * 1e9) as u64)
+                    }
+                    _ => now,
+                };
+                if let Some(event) = proxy::event(&record, time_ns) {
+                    counts.events += 1;
+                    for decision in self.detector.observe(&event) {
+                        self.apply(&decision);
+                    }
+                }
+            }
+            Err(err) => {
+                let why = match err {
+                    ProxyParseError::Oversized => "oversized",
+                    ProxyParseError::UnknownFormat => "unknown_format",
+                    ProxyParseError::Version => "version",
+                    ProxyParseError::Malformed => "malformed",
+                    ProxyParseError::BadClient => "bad_client",
+                };
+                if self.proxy_counts.unparsed == 0 {
+                    log::warn!(
+                        "proxy feed: a line is not a Floodgate request line ({err}); is the proxy \
+                         using `floodgate proxy-snippet`'s format? (counted in {}; logged once)",
+                        m::PROXY_DROPPED
+                    );
+                }
+                self.proxy_counts.unparsed += 1;
+                ::metrics::counter!(m::PROXY_DROPPED, "why" => why).increment(1);
+            }
+        }
+    }
+
+    fn count_proxy_lines(&mut self, counts: LineCounts) {
+        self.proxy_counts.events += counts.events;
+        self.proxy_counts.cut += counts.cut;
+        ::metrics::counter!(m::PROXY_EVENTS).increment(counts.events);
+        ::metrics::counter!(m::DETECTOR_EVENTS, "sensor" => "proxy").increment(counts.events);
+        if counts.cut > 0 {
+            ::metrics::counter!(m::PROXY_CUT).increment(counts.cut);
         }
     }
 
@@ -618,8 +713,11 @@ impl Daemon {
                 unparsed: self.unparsed,
                 rules: self.settings.rules.iter().map(|r| r.name.clone()).collect(),
                 known_blocks: self.writer.counts(),
-                proxy: self.proxy.as_ref().map(|feed| ProxyStatus {
-                    socket: feed.path().to_path_buf(),
+                proxy: (self.proxy.is_some() || self.proxy_file.is_some()).then(|| ProxyStatus {
+                    socket: self.proxy.as_ref().map(|feed| feed.path().to_path_buf()),
+                    file: self.proxy_file.as_ref().map(|f| f.path().to_path_buf()),
+                    file_backlog: self.proxy_file_backlog,
+                    file_problem: self.proxy_file_problem.clone(),
                     events: self.proxy_counts.events,
                     refused: self.proxy_counts.refused,
                     unparsed: self.proxy_counts.unparsed,

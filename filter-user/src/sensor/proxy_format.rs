@@ -145,14 +145,36 @@ pub fn template(proxy: Proxy) -> String {
     out
 }
 
+/// Where the proxy sends the feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via<'a> {
+    /// A file nginx appends to with a buffered `access_log` (`[proxy] file`).
+    File(&'a str),
+    /// The datagram socket (`[proxy] socket`).
+    Socket(&'a str),
+}
+
+/// nginx's buffer for the file feed, and how long a line may wait in it.
+const NGINX_BUFFER: &str = "buffer=64k flush=100ms";
+
 /// The lines to paste into nginx's `http` context.
 #[must_use]
-pub(crate) fn nginx_snippet(socket: &str) -> String {
+pub(crate) fn nginx_snippet(via: Via<'_>) -> String {
+    let (how, access_log) = match via {
+        Via::File(file) => (
+            "appended to a file the daemon follows (one write per 64 KiB or 100 ms).",
+            format!("access_log {file} floodgate {NGINX_BUFFER};"),
+        ),
+        Via::Socket(socket) => (
+            "sent as a syslog datagram to the daemon.",
+            format!("access_log syslog:server=unix:{socket},nohostname,tag=floodgate floodgate;"),
+        ),
+    };
     format!(
-        "# Floodgate request feed: one event per request, sent as a syslog datagram to the daemon.\n\
+        "# Floodgate request feed: one line per request, {how}\n\
          # Paste into the http {{}} context (or include /usr/share/floodgate/nginx-floodgate.conf).\n\
          log_format floodgate escape=json '{}';\n\
-         access_log syslog:server=unix:{socket},nohostname,tag=floodgate floodgate;\n",
+         {access_log}\n",
         template(Proxy::Nginx)
     )
 }
@@ -175,12 +197,15 @@ pub(crate) fn haproxy_snippet(socket: &str) -> String {
     .replace("\nlog", "\n    log")
 }
 
-/// The snippet for `proxy`.
-#[must_use]
-pub fn snippet(proxy: Proxy, socket: &str) -> String {
-    match proxy {
-        Proxy::Nginx => nginx_snippet(socket),
-        Proxy::Haproxy => haproxy_snippet(socket),
+/// The snippet for `proxy` (HAProxy cannot write a file: it always uses the socket, which
+/// must then be given).
+pub fn snippet(proxy: Proxy, via: Via<'_>) -> Result<String, &'static str> {
+    match (proxy, via) {
+        (Proxy::Nginx, via) => Ok(nginx_snippet(via)),
+        (Proxy::Haproxy, Via::Socket(socket)) => Ok(haproxy_snippet(socket)),
+        (Proxy::Haproxy, Via::File(_)) => {
+            Err("HAProxy logs only to sockets: it needs the feed socket ([proxy] socket)")
+        }
     }
 }
 
@@ -540,7 +565,8 @@ mod tests {
 
     #[test]
     fn the_snippets_carry_every_field_the_parser_reads() {
-        let nginx = nginx_snippet("/run/floodgate/requests.sock");
+        let nginx = nginx_snippet(Via::Socket("/run/floodgate/requests.sock"));
+        let nginx_file = nginx_snippet(Via::File("/run/floodgate/requests.log"));
         let haproxy = haproxy_snippet("/run/floodgate/requests.sock");
         for field in &FIELDS {
             assert!(
@@ -555,6 +581,12 @@ mod tests {
             );
         }
         assert!(nginx.contains("access_log syslog:server=unix:/run/floodgate/requests.sock"));
+        assert!(nginx_file.contains("access_log /run/floodgate/requests.log floodgate buffer="));
+        assert_eq!(
+            nginx.lines().nth(2),
+            nginx_file.lines().nth(2),
+            "one log_format for both"
+        );
         assert!(haproxy.contains("log /run/floodgate/requests.sock"));
         // What nginx would send for this template parses (variables filled in by hand).
         let filled = template(Proxy::Nginx)
