@@ -50,6 +50,7 @@ fn package_contents_and_control() {
         "./usr/share/bash-completion/completions/floodgate",
         "./usr/share/floodgate/nginx-floodgate.conf",
         "./usr/share/floodgate/haproxy-floodgate.cfg",
+        "./usr/lib/tmpfiles.d/floodgate.conf",
     ] {
         assert!(
             listing.contains(path),
@@ -95,6 +96,14 @@ fn packaged_binary_config_and_man_page_work() {
     assert!(
         shipped.contains("log_format floodgate escape=json"),
         "{shipped}"
+    );
+    // nginx appends to the file the tmpfiles.d entry makes at boot (and the postinst now).
+    let tmpfiles = std::fs::read_to_string(root.0.join("usr/lib/tmpfiles.d/floodgate.conf"))
+        .expect("tmpfiles.d entry");
+    assert!(
+        shipped.contains("access_log /run/floodgate/requests.log floodgate buffer=")
+            && tmpfiles.contains("f /run/floodgate/requests.log 0644 root root"),
+        "{shipped}\n{tmpfiles}"
     );
     let man = run(Command::new("gzip")
         .arg("-dc")

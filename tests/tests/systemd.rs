@@ -1,6 +1,6 @@
 //! The .deb under a real systemd (PID 1 of a minimal bookworm root, booted in the server
 //! namespace of a testbed): apt-get on that root brings everything the package runs, the unit starts to
-//! `active` with its notify status, nginx as www-data feeds the daemon's proxy socket,
+//! `active` with its notify status, nginx as www-data feeds the daemon (the feed file),
 //! `systemctl reload` applies a changed configuration and refuses a broken one while the
 //! daemon keeps the old, a block made with the CLI drops the client's real traffic, restart
 //! keeps it, stop leaves the filter enforcing, the journal has the daemon's lines, and no
@@ -111,8 +111,8 @@ fn the_package_under_a_real_systemd() {
     assert_eq!(show(&c, "StatusText"), format!("protecting {iface}"));
     assert_eq!(status(&c)["ports"], serde_json::json!([80]));
 
-    // nginx (started at boot, workers as www-data) reaches the feed socket under the unit's
-    // RuntimeDirectory.
+    // nginx (started at boot, workers as www-data) appends to the feed file the package's
+    // tmpfiles.d entry made at boot (the shipped snippet), which the daemon follows.
     c.ok(&["systemctl", "restart", "nginx"]);
     let www_data = c.ok(&["id", "-u", "www-data"]).trim().to_owned();
     let worker_uids = c
@@ -183,6 +183,20 @@ fn the_package_under_a_real_systemd() {
             .contains(&CLIENT_V4.to_string()),
         "block lost over restart"
     );
+    // nginx, untouched, keeps appending to the feed file the restarted daemon follows.
+    let other: IpAddr = "198.18.0.3".parse().expect("address");
+    tb.add_client_addrs(&[other]);
+    for _ in 0..5 {
+        assert_eq!(tb.get(other, server), 200, "an unblocked client is served");
+    }
+    let fed = wait_until(Duration::from_secs(10), || {
+        status(&c)["daemon"]["proxy"]["events"].as_u64() >= Some(5)
+    });
+    assert!(
+        fed,
+        "no feed after the restart: {}",
+        status(&c)["daemon"]["proxy"]
+    );
 
     // A broken file: the reload fails with the reason, the daemon keeps the running one.
     c.write("/etc/floodgate/floodgate.toml", &config(&iface, "", "[0]"));
@@ -211,8 +225,6 @@ fn the_package_under_a_real_systemd() {
         0,
         "the filter stopped enforcing with the daemon"
     );
-    let other: IpAddr = "198.18.0.3".parse().expect("address");
-    tb.add_client_addrs(&[other]);
     assert_eq!(tb.get(other, server), 200, "an unblocked client is served");
 
     let journal = c.ok(&["journalctl", "-u", "floodgate", "--no-pager", "-o", "cat"]);

@@ -1,5 +1,5 @@
 //! `cargo xtask package`: the Debian package, assembled from the release build with dpkg-deb:
-//! binary, systemd unit, configuration (a conffile), man page, completions, example config,
+//! binary, systemd unit and tmpfiles.d entry (with a postinst that applies it), configuration (a conffile), man page, completions, example config,
 //! and the proxy feed snippets for nginx and HAProxy.
 
 use std::{
@@ -48,6 +48,17 @@ pub(crate) fn package(env: &Env) -> Result<PathBuf> {
         "lib/systemd/system/floodgate.service",
         &fs::read("packaging/floodgate.service")?,
         0o644,
+    )?;
+    put(
+        "usr/lib/tmpfiles.d/floodgate.conf",
+        &fs::read("packaging/floodgate.tmpfiles")?,
+        0o644,
+    )?;
+    // The feed file exists right after install, not only after the next boot.
+    put(
+        "DEBIAN/postinst",
+        b"#!/bin/sh\nset -e\nif [ \"$1\" = configure ] && command -v systemd-tmpfiles >/dev/null; then\n    systemd-tmpfiles --create floodgate.conf || true\nfi\n",
+        0o755,
     )?;
     let config = fs::read("filter-user/default-config.toml")?;
     put("etc/floodgate/floodgate.toml", &config, 0o644)?;
