@@ -1,5 +1,7 @@
 //! Part 3: detection latency over HTTPS. 16 sources (8 IPv4, 8 IPv6) start an h2load flood
-//! over HTTPS/HTTP/2 against nginx writing the feed, the daemon running the default rules;
+//! over HTTPS/HTTP/2 against nginx writing the feed (the feed socket, and the feed file,
+//! nginx's default, which waits up to nginx's 100 ms flush), the daemon running the default
+//! rules;
 //! per source: flood start (h2load spawned) → its block in force (the entry's `added_ns`), and
 //! the daemon's own threshold crossing → block (`latency=` of its `block` log line). Baseline
 //! in the same run: the same over plaintext HTTP/1.1 on port 80 (the kernel sensor; nginx
@@ -36,6 +38,7 @@ const WAIT_BLOCKS: Duration = Duration::from_secs(8);
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Route {
     Https,
+    HttpsFile,
     Plaintext,
 }
 
@@ -43,6 +46,7 @@ impl Route {
     fn label(self) -> &'static str {
         match self {
             Self::Https => "https_h2_proxy_feed",
+            Self::HttpsFile => "https_h2_proxy_feed_file",
             Self::Plaintext => "plaintext_h1_kernel",
         }
     }
@@ -50,7 +54,7 @@ impl Route {
     /// The default rule that should block it.
     fn rule(self) -> &'static str {
         match self {
-            Self::Https => "per-source-flood-proxy",
+            Self::Https | Self::HttpsFile => "per-source-flood-proxy",
             Self::Plaintext => "per-source-flood",
         }
     }
@@ -65,7 +69,12 @@ struct Samples {
 }
 
 fn sources(round: u32, route: Route) -> (Vec<IpAddr>, Vec<IpAddr>) {
-    let base = round * 2 + u32::from(route == Route::Plaintext);
+    let base = round * 3
+        + match route {
+            Route::Https => 0,
+            Route::HttpsFile => 1,
+            Route::Plaintext => 2,
+        };
     let v4 = (1..=PER_FAMILY)
         .map(|i| {
             format!("198.18.6.{}", base * PER_FAMILY + i)
@@ -123,16 +132,22 @@ fn round(
     out: &mut Samples,
 ) {
     let pins = TempPins::new();
+    let file = socket.with_file_name("requests.log");
     let config = test_config(&format!(
-        "[aggregation]\nmin_addresses = 0\n[proxy]\nsocket = \"{}\"\n",
-        socket.display()
+        "[aggregation]\nmin_addresses = 0\n[proxy]\nsocket = \"{}\"\nfile = \"{}\"\n",
+        socket.display(),
+        file.display()
     ));
     // The daemon first: its feed socket exists before nginx logs its first request.
     let daemon = tb.start_daemon(&pins, &config);
-    let nginx = tb.start_edge_nginx(cert, (route == Route::Https).then_some(socket));
+    let nginx = match route {
+        Route::Https => tb.start_edge_nginx(cert, Some(socket)),
+        Route::HttpsFile => tb.start_edge_nginx_file_feed(cert, &file),
+        Route::Plaintext => tb.start_edge_nginx(cert, None),
+    };
     let (v4, v6) = sources(round, route);
     let (url4, url6, extra): (String, String, &[&str]) = match route {
-        Route::Https => (
+        Route::Https | Route::HttpsFile => (
             format!("https://{SERVER_V4}/"),
             format!("https://[{SERVER_V6}]/"),
             &[],
@@ -213,7 +228,7 @@ fn summary(s: &mut Samples, route: Route) -> serde_json::Value {
 pub(crate) fn run() -> serde_json::Value {
     let tb = Testbed::new();
     for r in 0..ROUNDS {
-        for route in [Route::Https, Route::Plaintext] {
+        for route in [Route::Https, Route::HttpsFile, Route::Plaintext] {
             let (v4, v6) = sources(r, route);
             tb.add_client_addrs(&v4);
             tb.add_client_addrs(&v6);
@@ -222,26 +237,25 @@ pub(crate) fn run() -> serde_json::Value {
     let cert = Cert::new();
     let (_dir, socket) = feed_socket();
     let shim = Testbed::build_shim();
-    let (mut https, mut plain) = (Samples::default(), Samples::default());
+    let (mut https, mut file, mut plain) =
+        (Samples::default(), Samples::default(), Samples::default());
+    let routes = [Route::Https, Route::HttpsFile, Route::Plaintext];
     for r in 0..ROUNDS {
-        // HTTPS first in even rounds, plaintext first in odd ones.
-        let order = if r % 2 == 0 {
-            [Route::Https, Route::Plaintext]
-        } else {
-            [Route::Plaintext, Route::Https]
-        };
-        for route in order {
+        // The order rotates over the rounds, so that drift falls on every route.
+        for k in 0..routes.len() {
+            let route = routes[(r as usize + k) % routes.len()];
             eprintln!("  round {}/{ROUNDS}: {}", r + 1, route.label());
-            let out = if route == Route::Https {
-                &mut https
-            } else {
-                &mut plain
+            let out = match route {
+                Route::Https => &mut https,
+                Route::HttpsFile => &mut file,
+                Route::Plaintext => &mut plain,
             };
             round(&tb, &cert, &socket, &shim, r, route, out);
         }
     }
     let _ = std::fs::remove_file(&shim);
     let https = summary(&mut https, Route::Https);
+    let file = summary(&mut file, Route::HttpsFile);
     let plain = summary(&mut plain, Route::Plaintext);
     let ratio = |which: &str, p: &str| {
         https[which][p].as_f64().unwrap_or(f64::NAN) / plain[which][p].as_f64().unwrap_or(f64::NAN)
@@ -252,6 +266,7 @@ pub(crate) fn run() -> serde_json::Value {
         "flood_connections_per_source": 1,
         "streams_per_connection": 10,
         "https_h2_proxy_feed": https,
+        "https_h2_proxy_feed_file": file,
         "plaintext_h1_kernel": plain,
         "ratio_start_to_block_p50": ratio("start_to_block_ms", "p50"),
         "ratio_start_to_block_p99": ratio("start_to_block_ms", "p99"),

@@ -130,11 +130,12 @@ fn text(ingest: &Value, cost: &Value, latency: &Value) -> String {
         f(&cost["off"]["machine_cpu_cores_median"]),
     );
     for (label, what) in [
-        ("on", "feed on, kernel defaults      ".to_owned()),
+        ("file", "feed file (nginx's default)".to_owned()),
+        ("on", "feed socket, kernel defaults  ".to_owned()),
         (
             "on_tuned",
             format!(
-                "feed on, max_dgram_qlen {}",
+                "feed socket, max_dgram_qlen {}",
                 cost["tuned_sysctls"]["net.unix.max_dgram_qlen"],
             ),
         ),
@@ -156,7 +157,11 @@ fn text(ingest: &Value, cost: &Value, latency: &Value) -> String {
         );
     }
     for (key, label) in [
-        ("https_h2_proxy_feed", "detection HTTPS/HTTP/2 (proxy feed)"),
+        ("https_h2_proxy_feed", "detection HTTPS/HTTP/2 (feed socket)"),
+        (
+            "https_h2_proxy_feed_file",
+            "detection HTTPS/HTTP/2 (feed file)",
+        ),
         (
             "plaintext_h1_kernel",
             "  baseline plaintext HTTP/1.1 (kernel)",

@@ -1,7 +1,9 @@
 //! Part 2: what the feed costs the proxy. nginx (one worker, TLS, HTTP/2) saturated by h2load
 //! over HTTPS from one address, with the feed off (nginx without the lines, the daemon idle)
 //! and on (the lines of `floodgate proxy-snippet nginx`, the daemon reading them), runs
-//! alternating in one testbed. The feed is measured twice: with the kernel's defaults
+//! alternating in one testbed. The feed file (nginx's default: a buffered access_log the
+//! daemon follows) is measured beside the feed socket (one syslog datagram per request).
+//! The socket is measured twice: with the kernel's defaults
 //! (`net.unix.max_dgram_qlen` 10: at most 11 datagrams wait for the daemon), and with the
 //! queue raised to [`TUNED_QLEN`] in the server namespace, the README's advice. A unix
 //! datagram stays charged to the sender's send buffer until it is read, and nginx does not
@@ -56,6 +58,8 @@ enum Feed {
     On,
     /// On, with [`TUNED_QLEN`].
     OnTuned,
+    /// The feed file.
+    File,
 }
 
 impl Feed {
@@ -64,6 +68,7 @@ impl Feed {
             Self::Off => "off",
             Self::On => "on",
             Self::OnTuned => "on_tuned",
+            Self::File => "file",
         }
     }
 }
@@ -108,6 +113,7 @@ struct Bed<'a> {
     tb: &'a Testbed,
     cert: &'a Cert,
     socket: &'a Path,
+    file: &'a Path,
     pins: &'a TempPins,
     config: &'a str,
     shim: &'a Path,
@@ -142,14 +148,16 @@ fn feed_events(pins: &TempPins) -> u64 {
 fn one_run(bed: &Bed<'_>, feed: Feed) -> Run {
     // Before the daemon and nginx make their sockets.
     match feed {
-        Feed::Off | Feed::On => set_qlen(bed.tb, &bed.default_qlen),
+        Feed::Off | Feed::On | Feed::File => set_qlen(bed.tb, &bed.default_qlen),
         Feed::OnTuned => set_qlen(bed.tb, &TUNED_QLEN.to_string()),
     }
     let daemon = bed.tb.start_daemon(bed.pins, bed.config);
     let daemon_pid = daemon.process.child.id();
-    let nginx = bed
-        .tb
-        .start_edge_nginx(bed.cert, (feed != Feed::Off).then_some(bed.socket));
+    let nginx = match feed {
+        Feed::File => bed.tb.start_edge_nginx_file_feed(bed.cert, bed.file),
+        Feed::Off => bed.tb.start_edge_nginx(bed.cert, None),
+        Feed::On | Feed::OnTuned => bed.tb.start_edge_nginx(bed.cert, Some(bed.socket)),
+    };
     let nginx_pids: Vec<u32> = std::iter::once(nginx.process.child.id())
         .chain(children(nginx.process.child.id()))
         .collect();
@@ -220,26 +228,30 @@ pub(crate) fn run() -> serde_json::Value {
     tb.add_client_addrs(&[src]);
     let cert = Cert::new();
     let (_dir, socket) = feed_socket();
+    let file = socket.with_file_name("requests.log");
     let pins = TempPins::new();
     // The benchmark sets net.unix.max_dgram_qlen itself per mode (the "raised" mode is what
     // the daemon does by default, proxy.queue_datagrams = 4096), so the daemon leaves it.
     let config = test_config(&format!(
         "[filter]\nreset_connections = false\ntls_ports = [443]\n\
-         [aggregation]\nmin_addresses = 0\n[proxy]\nsocket = \"{}\"\nqueue_datagrams = 0\n{RULES}",
-        socket.display()
+         [aggregation]\nmin_addresses = 0\n[proxy]\nsocket = \"{}\"\nfile = \"{}\"\n\
+         queue_datagrams = 0\n{RULES}",
+        socket.display(),
+        file.display()
     ));
     let shim = Testbed::build_shim();
     let bed = Bed {
         tb: &tb,
         cert: &cert,
         socket: &socket,
+        file: &file,
         pins: &pins,
         config: &config,
         shim: &shim,
         src,
         default_qlen: sysctl(&tb, "net.unix.max_dgram_qlen"),
     };
-    let sides = [Feed::Off, Feed::On, Feed::OnTuned];
+    let sides = [Feed::Off, Feed::File, Feed::On, Feed::OnTuned];
     let mut runs = Vec::new();
     for i in 0..RUNS {
         // The order rotates, so that drift over the runs falls on every side.
