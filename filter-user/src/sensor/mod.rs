@@ -6,7 +6,7 @@ pub(crate) mod connections;
 pub mod http;
 pub mod kernel;
 pub mod proxy;
-pub(crate) mod proxy_file;
+pub mod proxy_file;
 pub mod proxy_format;
 
 use std::net::IpAddr;

@@ -82,10 +82,7 @@ pub(crate) struct FeedFile {
     /// The bytes of the last read; `lines` index into it.
     buf: Vec<u8>,
     lines: Vec<(usize, usize)>,
-    /// An unfinished last line carried to the next read.
-    partial: Vec<u8>,
-    /// The partial line is over-long: drop bytes until the next newline.
-    skipping: bool,
+    splitter: LineSplitter,
     /// A file was opened once (the first one is read from its end, later ones from start).
     started: bool,
 }
@@ -111,8 +108,7 @@ impl FeedFile {
             punched: 0,
             buf: Vec::new(),
             lines: Vec::new(),
-            partial: Vec::new(),
-            skipping: false,
+            splitter: LineSplitter::default(),
             started: false,
         }
     }
@@ -178,52 +174,24 @@ impl FeedFile {
             // Cut shorter (truncated by hand or by logrotate's copytruncate): start over.
             self.offset = 0;
             self.punched = 0;
-            self.partial.clear();
-            self.skipping = false;
+            self.splitter = LineSplitter::default();
         }
         let want = usize::try_from(len - self.offset)
             .unwrap_or(READ_MAX)
             .min(READ_MAX);
-        self.buf.extend_from_slice(&self.partial);
+        self.splitter.start(&mut self.buf);
         let carried = self.buf.len();
         self.buf.resize(carried + want, 0);
         let n = read_at(file, &mut self.buf[carried..], self.offset)
             .map_err(io_err(&self.path, "read"))?;
         self.buf.truncate(carried + n);
         self.offset += n as u64;
-        self.partial.clear();
-        self.split(&mut batch);
+        batch.oversized = self.splitter.finish(&self.buf, &mut self.lines);
         batch.backlog = len.saturating_sub(self.offset);
         if self.offset - self.punched >= PUNCH_EVERY {
             self.punch();
         }
         Ok(batch)
-    }
-
-    /// Splits `buf` into lines, keeps the unfinished tail for the next read.
-    fn split(&mut self, batch: &mut FileBatch) {
-        let mut start = 0;
-        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + nl;
-            if self.skipping {
-                self.skipping = false;
-            } else if end - start > MAX_DATAGRAM {
-                batch.oversized += 1;
-            } else if end > start {
-                self.lines.push((start, end - start));
-            }
-            start = end + 1;
-        }
-        let tail = &self.buf[start..];
-        if self.skipping {
-            return;
-        }
-        if tail.len() > MAX_DATAGRAM {
-            batch.oversized += 1;
-            self.skipping = true;
-        } else {
-            self.partial.extend_from_slice(tail);
-        }
     }
 
     /// The complete lines of the last read.
@@ -276,8 +244,7 @@ impl FeedFile {
         self.ino = ino;
         self.offset = 0;
         self.punched = 0;
-        self.partial.clear();
-        self.skipping = false;
+        self.splitter = LineSplitter::default();
         Ok(())
     }
 
@@ -308,6 +275,54 @@ impl FeedFile {
             // Do not try again for every read.
             self.punched = end;
         }
+    }
+}
+
+/// Cuts a byte stream read in pieces into lines of at most [`MAX_DATAGRAM`] bytes: the
+/// unfinished last line of a piece is carried to the next; an over-long line is counted and
+/// skipped up to its newline; empty lines are skipped.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+    skipping: bool,
+}
+
+impl LineSplitter {
+    /// Starts a piece: `buf` is cleared and gets the carried partial line; append the new
+    /// bytes to it, then call [`Self::finish`].
+    pub fn start(&mut self, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.append(&mut self.partial);
+    }
+
+    /// Puts the spans (start, length) of the complete lines of `buf` into `lines` (cleared
+    /// first) and keeps the unfinished tail; returns how many over-long lines were skipped.
+    pub fn finish(&mut self, buf: &[u8], lines: &mut Vec<(usize, usize)>) -> u64 {
+        lines.clear();
+        let mut oversized = 0;
+        let mut start = 0;
+        while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+            let end = start + nl;
+            if self.skipping {
+                self.skipping = false;
+            } else if end - start > MAX_DATAGRAM {
+                oversized += 1;
+            } else if end > start {
+                lines.push((start, end - start));
+            }
+            start = end + 1;
+        }
+        let tail = &buf[start..];
+        if self.skipping {
+            return oversized;
+        }
+        if tail.len() > MAX_DATAGRAM {
+            oversized += 1;
+            self.skipping = true;
+        } else {
+            self.partial.extend_from_slice(tail);
+        }
+        oversized
     }
 }
 

@@ -16,7 +16,7 @@ pub(crate) const FORMAT_VERSION: &str = "1";
 /// Where the object starts.
 const MARKER: &[u8] = b"{\"fg\":\"";
 /// Longest datagram accepted (bytes); longer ones are refused.
-pub(crate) const MAX_DATAGRAM: usize = 16 * 1024;
+pub const MAX_DATAGRAM: usize = 16 * 1024;
 
 /// One field of the format: its JSON key and what nginx and HAProxy write for it.
 struct Field {
