@@ -25,7 +25,7 @@ use floodgate_bench::{
 use floodgate_tests::{
     ChildGuard, TempPins,
     net::{FloodPlan, SERVER_V4, Testbed, test_config, timed_get},
-    unique,
+    unique, wait_until,
 };
 use serde_json::json;
 
@@ -239,12 +239,21 @@ fn run_mode(
         .find(|(_, n)| *n >= flooders)
         .map(|(t, _)| *t);
     let blocked = blocked_series.last().map_or(0, |(_, n)| *n);
-    // A peer that never blocks anyone is a broken setup, not a figure.
+    // A peer that never blocks anyone is a broken setup, not a figure: one that is only slow
+    // (still reading the log) must ban a flooder within 60 s of the flood's end.
     if let Some(f) = &fail2ban {
-        assert!(blocked > 0, "fail2ban banned nobody:\n{}", f.log());
+        assert!(
+            blocked > 0 || wait_until(Duration::from_secs(60), || f.banned() > 0),
+            "fail2ban banned nobody:\n{}",
+            f.log()
+        );
     }
     if let Some(c) = &crowdsec {
-        assert!(blocked > 0, "CrowdSec banned nobody:\n{}", c.log());
+        assert!(
+            blocked > 0 || wait_until(Duration::from_secs(60), || c.banned() > 0),
+            "CrowdSec banned nobody:\n{}",
+            c.log()
+        );
     }
     drop((fail2ban, crowdsec));
     let _ = std::fs::remove_file(&access_log);
