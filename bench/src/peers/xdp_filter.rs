@@ -102,5 +102,7 @@ impl Drop for XdpFilter<'_> {
             .cmd("xdp-filter")
             .args(["unload", &self.iface])
             .status();
+        // Its pins were ours alone (`load` refuses to share them): none may outlive the bench.
+        let _ = std::fs::remove_dir_all(PIN_DIR);
     }
 }
