@@ -104,5 +104,7 @@ impl Drop for XdpFilter<'_> {
             .status();
         // Its pins were ours alone (`load` refuses to share them): none may outlive the bench.
         let _ = std::fs::remove_dir_all(PIN_DIR);
+        // libxdp's dispatcher directory, once empty (another user's pins keep it).
+        let _ = std::fs::remove_dir("/sys/fs/bpf/xdp");
     }
 }
