@@ -2,6 +2,7 @@
 //! `./x loadtest`), on the test harness of `floodgate-tests`: this library holds what they
 //! share, the statistics and result files and the plots.
 
+pub mod peers;
 pub mod plot;
 pub mod results;
 

@@ -147,6 +147,44 @@ pub(crate) struct TopReply {
     pub tracked: usize,
     /// Bytes of rate state per tracked key.
     pub bytes_per_client: usize,
+    /// Current 1-in-N sampling factor of the kernel sensor. Added in protocol 1 with a serde
+    /// default (as are the totals below), so a reply of an older daemon still reads.
+    #[serde(default)]
+    pub sample_every: u32,
+    /// Block decisions the daemon wrote since it started (rules and aggregation; a decision
+    /// already in force is not counted again). `top --watch` shows the rate between replies.
+    #[serde(default)]
+    pub blocks_written: u64,
+    /// Evidence events handed to the detector since start, by sensor.
+    #[serde(default)]
+    pub evidence: EvidenceTotals,
+    /// The kernel's packet outcomes, summed over CPUs (totals since the program was loaded).
+    #[serde(default)]
+    pub packets: PacketTotals,
+}
+
+/// Evidence events since the daemon started, by sensor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EvidenceTotals {
+    /// Request starts sampled by the XDP program (verified sockets).
+    pub kernel: u64,
+    /// Requests reported by the proxy feed.
+    pub proxy: u64,
+}
+
+/// Packet outcome counters of the pinned per-CPU array, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PacketTotals {
+    /// Passed (no entry matched).
+    pub passed: u64,
+    /// Dropped by an exact block entry.
+    pub dropped_exact: u64,
+    /// Dropped by a prefix block entry.
+    pub dropped_prefix: u64,
+    /// Monitor mode: matched, passed.
+    pub would_drop: u64,
+    /// Matched a block entry but allow-listed: passed.
+    pub allowed: u64,
 }
 
 /// One talker.
@@ -260,6 +298,22 @@ pub(crate) struct InterfaceStatus {
     pub attached: bool,
     /// Times the program was re-attached after the interface came back.
     pub reattached: u64,
+}
+
+impl PacketTotals {
+    /// The outcome counters out of the pinned counter array.
+    #[must_use]
+    pub(crate) fn from_counters(counters: &[u64; filter_common::counter::COUNT as usize]) -> Self {
+        use filter_common::counter;
+        let at = |index: u32| counters[index as usize];
+        Self {
+            passed: at(counter::PASSED),
+            dropped_exact: at(counter::DROPPED_EXACT),
+            dropped_prefix: at(counter::DROPPED_PREFIX),
+            would_drop: at(counter::WOULD_DROP),
+            allowed: at(counter::ALLOWED),
+        }
+    }
 }
 
 /// Errors talking to the daemon.

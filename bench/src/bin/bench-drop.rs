@@ -3,9 +3,12 @@
 //! namespace) gives each 60-byte IPv4/UDP frame the next of N source addresses and redirects it
 //! into the veth; the receiving end drops it with each method in turn: nothing (the stack),
 //! iptables raw-table DROP (ipset), nftables netdev-ingress drop (set), Floodgate in generic
-//! (SKB) mode, the minimal hash-drop XDP program, Floodgate in driver mode, and XDP drop-all
-//! (the floor). XDP maps, the ipset and the nftables set hold 1,000,000 entries each;
-//! Floodgate's allow list and prefix map are populated as in production. 256 and 65,536 sources, 5 runs each, medians.
+//! (SKB) mode, the minimal hash-drop XDP program, xdp-filter of xdp-tools (native mode, the
+//! XDP deny list users run today), Floodgate in driver mode, and XDP drop-all (the floor).
+//! Floodgate's maps, the ipset and the nftables set hold 1,000,000 entries each; xdp-filter's
+//! map holds at most 10,000, so with 65,536 sources it denies only that many and the rest
+//! reach the stack (reported beside its figure). Floodgate's allow list and prefix map are
+//! populated as in production. 256 and 65,536 sources, 5 runs each, medians.
 //!
 //! Pinning: the generator thread is pinned to CPU 1. Redirected frames are received by the
 //! veth's NAPI in softirq on the same CPU, so each figure is sender + receiver on one core;
@@ -24,7 +27,10 @@ use aya::{
 };
 use filter_common::{Addr, reason};
 use filter_user::{bpf::maps::block_entry, target::Target};
-use floodgate_bench::results::{median, write_results};
+use floodgate_bench::{
+    peers::xdp_filter::XdpFilter,
+    results::{median, write_results},
+};
 use floodgate_tests::{
     TempPins,
     net::{NetNs, Testbed},
@@ -190,10 +196,14 @@ fn main() {
         "nftables-ingress",
         "floodgate-generic",
         "minimal-xdp",
+        "xdp-filter",
         "floodgate",
         "drop-all",
     ];
     let mut results = serde_json::Map::new();
+    // Per source count: xdp-filter's (sources denied, entries held, capacity), share dropped.
+    let mut xdp_filter_held = std::collections::BTreeMap::new();
+    let mut xdp_filter_dropped = std::collections::BTreeMap::new();
     let mut text = format!(
         "{:<18} {:>9} {:>14} {:>14}\n",
         "method", "sources", "Mpps (median)", "ns above floor"
@@ -208,6 +218,7 @@ fn main() {
         for method in methods {
             // Set up the receiving side.
             let mut attached = None;
+            let mut xdp_filter = None;
             match method {
                 "none" => {}
                 "iptables-raw" => {
@@ -272,6 +283,13 @@ fn main() {
                         filter_user::bpf::attach::attach(&pins.pins, &tb.server_if, mode).unwrap()
                     });
                 }
+                "xdp-filter" => {
+                    let peer = XdpFilter::load(&tb.server, &tb.server_if);
+                    let flooding: Vec<Ipv4Addr> = (0..sources).map(source).collect();
+                    let (denied, held, capacity) = peer.deny(&flooding);
+                    xdp_filter_held.insert(sources, (denied, held, capacity));
+                    xdp_filter = Some(peer);
+                }
                 "minimal-xdp" | "drop-all" => {
                     let name = if method == "drop-all" {
                         "baseline_drop_all"
@@ -303,6 +321,20 @@ fn main() {
                     "floodgate dropped {dropped} of the frames"
                 );
             }
+            if let Some(peer) = &xdp_filter {
+                let dropped = peer.dropped();
+                let share = dropped as f64 / (f64::from(FRAMES_PER_RUN) * RUNS as f64);
+                let (denied, ..) = xdp_filter_held[&sources];
+                // It must drop every frame of a source it holds, and none of the others.
+                let expected = denied as f64 / f64::from(sources);
+                assert!(
+                    (share - expected).abs() < 0.02,
+                    "xdp-filter dropped {:.1} % of the frames; it denies {denied} of {sources} sources",
+                    share * 100.0
+                );
+                xdp_filter_dropped.insert(sources, share);
+            }
+            drop(xdp_filter);
             let m = median(&mut runs);
             eprintln!("{method:<18} {sources:>6} sources: {m:.2} Mpps {runs:.2?}");
             mpps.insert(method, (m, runs));
@@ -343,7 +375,15 @@ fn main() {
             fg / mpps["nftables-ingress"].0,
             fg / mpps["floodgate-generic"].0
         ));
-        results.insert(sources.to_string(), json!({ "rows": rows, "floodgate_vs_minimal": ratio_min, "floodgate_vs_iptables": ratio_ipt }));
+        let (denied, held, capacity) = xdp_filter_held[&sources];
+        let share = xdp_filter_dropped[&sources];
+        text.push_str(&format!(
+            "  xdp-filter denies {denied} of {sources} sources (its filter_ipv4 map holds {held} of {capacity} entries; Floodgate's holds {MAP_ENTRIES}) and dropped {:.1} % of the frames; floodgate / xdp-filter = {:.2}x\n",
+            share * 100.0,
+            fg / mpps["xdp-filter"].0
+        ));
+        results.insert(sources.to_string(), json!({ "rows": rows, "floodgate_vs_minimal": ratio_min, "floodgate_vs_iptables": ratio_ipt,
+            "xdp_filter": { "sources_denied": denied, "entries_held": held, "capacity": capacity, "frames_dropped_share": share, "floodgate_vs_xdp_filter": fg / mpps["xdp-filter"].0 } }));
     }
     text.push_str(&format!("{FRAMES_PER_RUN} frames per run, {RUNS} runs, medians; maps and sets hold {MAP_ENTRIES} entries; iptables is the nf_tables backend with an ipset match; generator pinned to CPU 1 (receiver NAPI on the same CPU)\n"));
     write_results("drop", &text, &serde_json::Value::Object(results));

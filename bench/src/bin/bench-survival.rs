@@ -4,8 +4,12 @@
 //! the previous ones do); 64 addresses flood for 10 s, with wrk (closed loop, 128 connections)
 //! and with pipelined requests at 100/s each (open loop, as bots do: wrk alone only offers
 //! what the server completes, about 8/s per address here). Side by side: no protection,
-//! nginx `limit_req` per address (10 r/s, burst 10), and Floodgate (a per-source rule at
-//! 15 requests/s). 5 runs of each, medians; plot of run 1.
+//! nginx `limit_req` per address (10 r/s, burst 10), fail2ban (a jail on nginx's access log:
+//! 31 requests within findtime 1 s, which spans two whole log seconds; nftables drop), CrowdSec (a leaky bucket of 15 leaking 15/s on the
+//! access log, its nftables firewall bouncer polling every second), and Floodgate (a
+//! per-source rule at 15 requests/s). Mitigation: time from the flood start until every
+//! flooding address is blocked (Floodgate's block map, the peers' nftables sets, polled every
+//! 100 ms). 5 runs of each, medians; plot of run 1.
 
 use std::{
     net::SocketAddr,
@@ -14,13 +18,14 @@ use std::{
 };
 
 use floodgate_bench::{
+    peers::{crowdsec::CrowdSec, fail2ban::Fail2ban},
     plot::{self, Probe},
     results::{median, percentile, write_results},
 };
 use floodgate_tests::{
     ChildGuard, TempPins,
     net::{FloodPlan, SERVER_V4, Testbed, test_config, timed_get},
-    unique,
+    unique, wait_until,
 };
 use serde_json::json;
 
@@ -31,7 +36,11 @@ const AFTER: Duration = Duration::from_secs(3);
 const LEGIT_INTERVAL: Duration = Duration::from_millis(50);
 /// Requests per second each flooding address offers, open loop.
 const FLOOD_RATE: u32 = 100;
-const MODES: [&str; 3] = ["none", "limit_req", "floodgate"];
+const MODES: [&str; 5] = ["none", "limit_req", "fail2ban", "crowdsec", "floodgate"];
+/// A client address that only the peers' set-up check uses.
+const PROBE: &str = "198.18.3.1";
+/// Floodgate's rule threshold (requests/s per source); the peers get the same.
+const THRESHOLD: u32 = 15;
 
 struct RunResult {
     success: f64,
@@ -41,6 +50,12 @@ struct RunResult {
     recovery_s: Option<f64>,
     flood_served: u64,
     cpu_s: f64,
+    /// CPU seconds of the mitigator itself (daemon, fail2ban, CrowdSec agent + bouncer).
+    mitigator_cpu_s: f64,
+    /// Seconds from the flood start until every flooding address was blocked.
+    mitigation_s: Option<f64>,
+    /// Flooding addresses blocked at the end of the flood.
+    blocked: usize,
     probes: Vec<Probe>,
     /// (seconds since start, backend requests completed per second)
     served_series: Vec<(f64, f64)>,
@@ -72,11 +87,16 @@ fn run_mode(
     backend: &ChildGuard,
     mode: &str,
 ) -> RunResult {
+    let access_log = std::env::temp_dir()
+        .join(unique("fg-access-"))
+        .with_extension("log");
+    let log_directive = format!("access_log {} combined;", access_log.display());
     let (http_extra, limit) = match mode {
         "limit_req" => (
             "limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s;",
             "limit_req zone=perip burst=10 nodelay; limit_req_status 429;",
         ),
+        "fail2ban" | "crowdsec" => (log_directive.as_str(), ""),
         _ => ("", ""),
     };
     let nginx = tb.start_nginx_with(
@@ -84,16 +104,36 @@ fn run_mode(
         &format!("{limit} proxy_pass http://127.0.0.1:8081;"),
     );
     let pins = TempPins::new();
-    let _daemon = (mode == "floodgate").then(|| {
-        tb.start_daemon(&pins, &test_config("[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"api-per-source\"\nthreshold_rps = 15.0\nwindow = \"1s\"\nmin_samples = 8\n"))
+    let daemon = (mode == "floodgate").then(|| {
+        tb.start_daemon(&pins, &test_config(&format!("[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"api-per-source\"\nthreshold_rps = {THRESHOLD}.0\nwindow = \"1s\"\nmin_samples = 8\n")))
     });
+    // fail2ban bans at `maxretry` matches within `findtime`. nginx's log times are whole
+    // seconds and fail2ban keeps the matches of the seconds ≥ now − findtime, so findtime = 1
+    // spans two log seconds: more than twice the threshold there is "more than the threshold
+    // per second" (16 would ban a legitimate client at 10 requests/s).
+    let fail2ban = (mode == "fail2ban")
+        .then(|| Fail2ban::start(&tb.server, &access_log, 2 * THRESHOLD + 1, 1));
+    let crowdsec =
+        (mode == "crowdsec").then(|| CrowdSec::start(&tb.server, &access_log, THRESHOLD));
+    let mitigator_pids: Vec<u32> = daemon
+        .iter()
+        .map(|d| d.process.child.id())
+        .chain(fail2ban.iter().map(|f| f.process.child.id()))
+        .chain(
+            crowdsec
+                .iter()
+                .flat_map(|c| [c.agent.child.id(), c.bouncer.child.id()]),
+        )
+        .collect();
     let server_pids: Vec<u32> = std::iter::once(nginx.process.child.id())
         .chain(children_of(nginx.process.child.id()))
         .chain([backend.child.id()])
         .collect();
+    let blocked_series: Mutex<Vec<(f64, usize)>> = Mutex::new(Vec::new());
     let probes: Mutex<Vec<Probe>> = Mutex::new(Vec::new());
     let start = Instant::now();
     let mut cpu = 0.0;
+    let mut mitigator_cpu = 0.0;
     let mut wrk_log = String::new();
     let mut open_served = 0u64;
     let served_series: Mutex<Vec<(f64, f64)>> = Mutex::new(Vec::new());
@@ -111,6 +151,26 @@ fn run_mode(
                     .unwrap()
                     .push((t, now.saturating_sub(last) as f64 / (t - last_t)));
                 (last, last_t) = (now, t);
+            }
+        });
+        // Flooders blocked, every 100 ms from the flood start to its end.
+        s.spawn(|| {
+            while start.elapsed() < IDLE {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            while start.elapsed() < IDLE + FLOOD {
+                let blocked = match (&daemon, &fail2ban, &crowdsec) {
+                    (Some(_), ..) => floodgate_tests::blocked_targets(&pins)
+                        .iter()
+                        .filter(|t| t.starts_with("198.18.2."))
+                        .count(),
+                    (_, Some(f), _) => f.banned(),
+                    (.., Some(c)) => c.banned(),
+                    _ => 0,
+                };
+                let t = (start.elapsed() - IDLE).as_secs_f64();
+                blocked_series.lock().unwrap().push((t, blocked));
+                std::thread::sleep(Duration::from_millis(100));
             }
         });
         // Open loop: a request leaves every 50 ms on its own thread.
@@ -142,6 +202,7 @@ fn run_mode(
         });
         std::thread::sleep(IDLE);
         let cpu_before = floodgate_bench::cpu_seconds(&server_pids);
+        let mitigator_before = floodgate_bench::cpu_seconds(&mitigator_pids);
         // wrk alongside an open-loop flood: wrk alone only offers what the server completes.
         let mut wrk = tb.start_wrk(
             shim,
@@ -173,8 +234,44 @@ fn run_mode(
         wrk.wait_exit(FLOOD + Duration::from_secs(10))
             .expect("wrk is bounded");
         cpu = floodgate_bench::cpu_seconds(&server_pids) - cpu_before;
+        mitigator_cpu = floodgate_bench::cpu_seconds(&mitigator_pids) - mitigator_before;
         wrk_log = wrk.log();
     });
+    let blocked_series = blocked_series.into_inner().unwrap();
+    let flooders = plan.flood4.len();
+    let mitigation_s = blocked_series
+        .iter()
+        .find(|(_, n)| *n >= flooders)
+        .map(|(t, _)| *t);
+    let blocked = blocked_series.last().map_or(0, |(_, n)| *n);
+    // A peer that blocked no flooder may be slow or may never see the flood (it reads what
+    // nginx logged, and the saturated backend completes only ~8 requests/s per address), or
+    // its setup may be broken. Tell them apart: a burst from a fresh address while the
+    // backend is idle again must get that address banned within 30 s.
+    let peer_ban = |banned: &dyn Fn() -> usize, log: &dyn Fn() -> String, name: &str| {
+        let before = banned();
+        tb.loadgen(
+            floodgate_bench::tool("loadgen").to_str().unwrap(),
+            &[PROBE.parse().unwrap()],
+            100,
+            1,
+        );
+        assert!(
+            wait_until(Duration::from_secs(30), || banned() > before),
+            "{name} did not ban a source sending 100 requests/s: its setup does not mitigate:\n{}",
+            log()
+        );
+    };
+    if blocked == 0 {
+        if let Some(f) = &fail2ban {
+            peer_ban(&|| f.banned(), &|| f.log(), "fail2ban");
+        }
+        if let Some(c) = &crowdsec {
+            peer_ban(&|| c.banned(), &|| c.log(), "CrowdSec");
+        }
+    }
+    drop((fail2ban, crowdsec));
+    let _ = std::fs::remove_file(&access_log);
     let probes = probes.into_inner().unwrap();
     let in_flood = |p: &&Probe| p.0 >= IDLE.as_secs_f64() && p.0 < (IDLE + FLOOD).as_secs_f64();
     let mut idle: Vec<f64> = probes
@@ -233,6 +330,9 @@ fn run_mode(
         recovery_s,
         flood_served: requests.saturating_sub(non2xx) + open_served,
         cpu_s: cpu,
+        mitigator_cpu_s: mitigator_cpu,
+        mitigation_s,
+        blocked,
         probes,
         served_series: served_series.into_inner().unwrap(),
     }
@@ -242,6 +342,7 @@ fn main() {
     floodgate_tests::require_root();
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 64, 0);
+    tb.add_client_addrs(&[PROBE.parse().unwrap()]);
     let backend_bin = floodgate_bench::tool("backend");
     let stats = std::env::temp_dir().join(unique("fg-backend-stats-"));
     let backend = ChildGuard::spawn(
@@ -263,8 +364,18 @@ fn main() {
     let _ = std::fs::remove_file(&shim);
     let _ = std::fs::remove_file(&stats);
     let mut text = format!(
-        "{:<10} {:>9} {:>10} {:>10} {:>9} {:>11} {:>12} {:>8}\n",
-        "mode", "success", "p50 ms", "p99 ms", "idle ms", "recovery s", "flood 2xx", "CPU s"
+        "{:<10} {:>9} {:>10} {:>10} {:>9} {:>11} {:>12} {:>8} {:>12} {:>8} {:>10}\n",
+        "mode",
+        "success",
+        "p50 ms",
+        "p99 ms",
+        "idle ms",
+        "recovery s",
+        "flood 2xx",
+        "CPU s",
+        "mitigated s",
+        "blocked",
+        "mitig CPU"
     );
     let mut rows = Vec::new();
     for (mode, results) in &all {
@@ -280,21 +391,37 @@ fn main() {
         let (p50, p99, idle) = (med(&|r| r.p50), med(&|r| r.p99), med(&|r| r.idle_p50));
         let served = med(&|r| r.flood_served as f64);
         let cpu = med(&|r| r.cpu_s);
+        let mitigator_cpu = med(&|r| r.mitigator_cpu_s);
+        let blocked = med(&|r| r.blocked as f64);
+        let mitigated: Vec<f64> = results.iter().filter_map(|r| r.mitigation_s).collect();
+        let mitigation = if mitigated.len() * 2 > results.len() {
+            Some(median(&mut mitigated.clone()))
+        } else {
+            None
+        };
+        let blocks = matches!(*mode, "fail2ban" | "crowdsec" | "floodgate");
         text.push_str(&format!(
-            "{mode:<10} {:>8.2}% {p50:>10.1} {p99:>10.1} {idle:>9.1} {:>11} {served:>12.0} {cpu:>8.1}\n",
+            "{mode:<10} {:>8.2}% {p50:>10.1} {p99:>10.1} {idle:>9.1} {:>11} {served:>12.0} {cpu:>8.1} {:>12} {blocked:>8.0} {mitigator_cpu:>10.2}\n",
             success * 100.0,
-            recovery.map_or("never".to_owned(), |r| format!("{r:.2}"))
+            recovery.map_or("never".to_owned(), |r| format!("{r:.2}")),
+            match (blocks, mitigation) {
+                (false, _) => "n/a".to_owned(),
+                (true, None) => "never".to_owned(),
+                (true, Some(m)) => format!("{m:.2}"),
+            }
         ));
         rows.push(json!({
             "mode": mode, "legit_success": success, "p50_ms": p50, "p99_ms": p99, "idle_p50_ms": idle,
             "recovery_s": recovery, "flood_served": served, "server_cpu_s": cpu,
-            "runs": results.iter().map(|r| json!({ "success": r.success, "p50_ms": r.p50, "p99_ms": r.p99, "recovery_s": r.recovery_s, "flood_served": r.flood_served, "cpu_s": r.cpu_s })).collect::<Vec<_>>(),
+            "blocks": blocks, "mitigation_s": mitigation, "flooders_blocked": blocked, "mitigator_cpu_s": mitigator_cpu,
+            "runs": results.iter().map(|r| json!({ "success": r.success, "p50_ms": r.p50, "p99_ms": r.p99, "recovery_s": r.recovery_s, "flood_served": r.flood_served, "cpu_s": r.cpu_s, "mitigation_s": r.mitigation_s, "flooders_blocked": r.blocked, "mitigator_cpu_s": r.mitigator_cpu_s })).collect::<Vec<_>>(),
         }));
     }
     text.push_str(&format!(
         "backend 2 ms CPU per request (≤ 500/s); legitimate 20 req/s open loop, new connection each, 2 s timeout; \
          flood from {} addresses for {}s: wrk (128 connections) plus {FLOOD_RATE} pipelined requests/s per address; {RUNS} runs, medians; latency percentiles count a failure as 2000 ms; \
-         recovery = time from flood start until every later legitimate request succeeds under 2x the idle median\n",
+         recovery = time from flood start until every later legitimate request succeeds under 2x the idle median; \
+         mitigated = time from flood start until all flooders are blocked (polled every 100 ms); mitig CPU = the mitigator's own processes\n",
         plan.flood4.len(),
         FLOOD.as_secs()
     ));
@@ -304,7 +431,7 @@ fn main() {
 
 fn plot(all: &[(&str, Vec<RunResult>)]) {
     let path = plot::png("survival");
-    let root = plot::canvas(&path, (1600, 900));
+    let root = plot::canvas(&path, (1600, 300 * all.len() as u32));
     let panels = root.split_evenly((all.len(), 2));
     let t_max = (IDLE + FLOOD + AFTER).as_secs_f64();
     let window = (IDLE.as_secs_f64(), (IDLE + FLOOD).as_secs_f64());

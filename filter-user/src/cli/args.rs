@@ -51,8 +51,8 @@ pub enum Command {
     /// Allow-list addresses or prefixes (the allow list always wins over blocks).
     #[command(subcommand)]
     Allow(AllowCommand),
-    /// Packet counters summed over CPUs.
-    Stats(JsonArg),
+    /// Packet counters summed over CPUs (with `--watch`, refreshed with rates per second).
+    Stats(StatsArgs),
     /// Interfaces, mode, program id and map fill levels.
     Status(JsonArg),
     /// Switch between enforcing (drop) and monitor (count "would drop", pass) mode.
@@ -69,13 +69,18 @@ pub enum Command {
         json: bool,
     },
     /// Top talkers with their request rates and most-hit paths (asks the running daemon).
+    /// With `--watch`: a live view that also shows blocks/s, drops/s by reason, the sampling
+    /// factor and evidence events/s by sensor.
     Top {
         /// How many clients to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
-        /// Print JSON.
+        /// Print JSON (with `--watch`: one JSON object per line).
         #[arg(long)]
         json: bool,
+        /// Refresh options.
+        #[command(flatten)]
+        watch: WatchArgs,
     },
     /// Ask the running daemon to re-read its configuration and apply it (what SIGHUP does;
     /// the unit's `systemctl reload`). An invalid file is refused with the reason (exit 2)
@@ -124,6 +129,32 @@ pub struct JsonArg {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON (with `--watch`: one JSON object per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh options.
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// `--watch` and its options, shared by `top` and `stats`.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct WatchArgs {
+    /// Refresh until interrupted: a full-screen view on a terminal (restored on exit), else
+    /// one timestamped block of plain lines per refresh.
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between refreshes (e.g. 1s, 500ms; at least 100ms).
+    #[arg(long, value_parser = parse_interval, default_value = "1s", requires = "watch")]
+    pub interval: std::time::Duration,
+    /// Stop after this many refreshes (default: until interrupted).
+    #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
 }
 
 /// Options of `run`.
@@ -203,6 +234,17 @@ pub enum Mode {
     Enforce,
     /// Count matches as "would drop" and pass them.
     Monitor,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = text
+        .parse::<crate::config::Duration>()
+        .map_err(|e| e.to_string())?
+        .0;
+    if interval < std::time::Duration::from_millis(100) {
+        return Err(format!("{text} is shorter than 100ms"));
+    }
+    Ok(interval)
 }
 
 fn parse_ttl(text: &str) -> Result<std::time::Duration, crate::config::DurationError> {

@@ -1,5 +1,6 @@
 //! The operator command line: argument definitions ([`args`]), one module per command group
-//! ([`blocks`] edits the maps, [`inspect`] reads them and asks the daemon), one output module.
+//! ([`blocks`] edits the maps, [`inspect`] reads them and asks the daemon, [`watch`] refreshes
+//! `top` and `stats` as a live view on a [`terminal`]), one output module.
 //! Commands work on the pinned maps directly (daemon up or down), take the pin lock for every
 //! mutation and validate all input before writing anything.
 
@@ -7,6 +8,8 @@ pub mod args;
 mod blocks;
 mod inspect;
 mod output;
+mod terminal;
+mod watch;
 
 use anyhow::{Context as _, Result};
 use clap::CommandFactory as _;
@@ -26,11 +29,15 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => crate::daemon::run(&pins, args),
         Command::Block(cmd) => blocks::block(&pins, cmd, cli.socket.as_deref()),
         Command::Allow(cmd) => blocks::allow(&pins, cmd),
+        Command::Stats(a) if a.watch.watch => watch::stats(&pins, a.json, a.watch),
         Command::Stats(a) => inspect::stats(&pins, a.json),
         Command::Status(a) => inspect::status(&pins, a.json, cli.socket.as_deref()),
         Command::Mode { mode } => blocks::set_mode(&pins, mode),
         Command::Why { addr, json } => inspect::why(&pins, addr, json, cli.socket.as_deref()),
-        Command::Top { limit, json } => inspect::top(limit, json, cli.socket.as_deref()),
+        Command::Top { limit, json, watch } if watch.watch => {
+            watch::top(limit, json, watch, &socket(cli.socket.as_deref()))
+        }
+        Command::Top { limit, json, .. } => inspect::top(limit, json, cli.socket.as_deref()),
         Command::Reload(a) => reload(a.json, cli.socket.as_deref()),
         Command::CheckConfig { file } => check_config(file),
         Command::ProxySnippet {

@@ -35,8 +35,8 @@ use crate::{
     clock::{format_duration, monotonic_ns, wall_secs},
     config::{self as cfg, AttachMode, Settings},
     control::{
-        DecisionView, ProxyStatus, Reply, Request, RuleRate, StatusReply, TalkerRow, TopReply,
-        WhyReply,
+        DecisionView, EvidenceTotals, PacketTotals, ProxyStatus, Reply, Request, RuleRate,
+        StatusReply, TalkerRow, TopReply, WhyReply,
     },
     detect::{Detector, rate::RateTable},
     enforce::{Decision, guard, writer::MapWriter, writer::Written},
@@ -248,6 +248,9 @@ struct Daemon {
     last_starts: u64,
     sample_every: u32,
     unparsed: u64,
+    /// Kernel samples handed to the detector and block decisions written (for `top`).
+    kernel_events: u64,
+    blocks_written: u64,
 }
 
 impl Daemon {
@@ -314,6 +317,8 @@ impl Daemon {
             last_starts,
             sample_every,
             unparsed: 0,
+            kernel_events: 0,
+            blocks_written: 0,
         };
         daemon.apply_kernel_settings(&settings, &[])?;
         Ok(daemon)
@@ -393,6 +398,7 @@ impl Daemon {
             }
         }
         self.unparsed += unparsed;
+        self.kernel_events += events;
         ::metrics::counter!(m::DETECTOR_EVENTS, "sensor" => "kernel").increment(events);
         if unparsed > 0 {
             ::metrics::counter!(m::SAMPLES_DROPPED, "why" => "unparsed").increment(unparsed);
@@ -566,8 +572,9 @@ impl Daemon {
         }
         match self.writer.write_decision(d) {
             Ok(Written::AlreadyInForce) => return,
-            Ok(Written::Stored) => {}
+            Ok(Written::Stored) => self.blocks_written += 1,
             Ok(Written::Evicted(victim)) => {
+                self.blocks_written += 1;
                 ::metrics::counter!(m::EVICTIONS).increment(1);
                 log::warn!(
                     "block map full ({} entries): evicted {victim} (the daemon's entry closest to expiry) to block {}",
@@ -703,6 +710,20 @@ impl Daemon {
                     .collect(),
                 tracked: self.detector.tracked(),
                 bytes_per_client: RateTable::bytes_per_key(),
+                sample_every: self.sample_every,
+                blocks_written: self.blocks_written,
+                evidence: EvidenceTotals {
+                    kernel: self.kernel_events,
+                    proxy: self.proxy_counts.events,
+                },
+                packets: self
+                    .maps
+                    .counters()
+                    .map(|c| PacketTotals::from_counters(&c))
+                    .unwrap_or_else(|err| {
+                        log::warn!("top: reading the packet counters: {err}");
+                        PacketTotals::default()
+                    }),
             }),
             Request::Why { addr } => Reply::Why(self.why(addr)),
             Request::Status => Reply::Status(StatusReply {
