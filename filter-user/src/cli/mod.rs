@@ -1,12 +1,16 @@
 //! The operator command line: argument definitions ([`args`]), one module per command group
-//! ([`blocks`] edits the maps, [`inspect`] reads them and asks the daemon), one output module.
+//! ([`blocks`] edits the maps, [`lists`] imports and exports block lists, [`inspect`] reads the
+//! maps and asks the daemon), one output module.
 //! Commands work on the pinned maps directly (daemon up or down), take the pin lock for every
 //! mutation and validate all input before writing anything.
 
 pub mod args;
 mod blocks;
 mod inspect;
+mod lists;
 mod output;
+
+pub use lists::ImportError;
 
 use anyhow::{Context as _, Result};
 use clap::CommandFactory as _;
@@ -93,13 +97,7 @@ fn proxy_snippet(
     let socket = match feed_socket {
         Some(path) => path,
         None => {
-            let default = std::path::Path::new(crate::config::DEFAULT_PATH);
-            let settings = match config {
-                Some(path) => crate::config::load_file(&path)?,
-                None if default.exists() => crate::config::load_file(default)?,
-                None => crate::config::Settings::default(),
-            };
-            settings.proxy.socket.ok_or_else(|| {
+            settings(config)?.proxy.socket.ok_or_else(|| {
                 anyhow::anyhow!(
                     "the configuration turns the proxy feed off ([proxy] socket = \"off\"); pass \
                      --feed-socket PATH or set it"
@@ -113,6 +111,19 @@ fn proxy_snippet(
         .to_owned();
     print!("{}", crate::sensor::proxy_format::snippet(proxy, &socket));
     Ok(())
+}
+
+/// The settings of `config`, else of /etc/floodgate/floodgate.toml if it exists, else the
+/// built-in default (for commands that need a setting but not the daemon).
+fn settings(
+    config: Option<std::path::PathBuf>,
+) -> Result<crate::config::Settings, crate::config::ConfigError> {
+    let default = std::path::Path::new(crate::config::DEFAULT_PATH);
+    match config {
+        Some(path) => crate::config::load_file(&path),
+        None if default.exists() => crate::config::load_file(default),
+        None => Ok(crate::config::Settings::default()),
+    }
 }
 
 fn check_config(file: Option<std::path::PathBuf>) -> Result<()> {
