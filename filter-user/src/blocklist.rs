@@ -186,10 +186,16 @@ mod tests {
 2001:2::/48
 ";
         let list = parse(text.as_bytes());
-        assert_eq!(targets(&list), ["198.18.0.0/15", "198.19.7.1", "2001:2::/48"]);
+        assert_eq!(
+            targets(&list),
+            ["198.18.0.0/15", "198.19.7.1", "2001:2::/48"]
+        );
         assert!(list.bad.is_empty());
         assert_eq!(list.entries[1].line, 8);
-        assert_eq!(list.entries[1].ttl, None, "a plain comment is no annotation");
+        assert_eq!(
+            list.entries[1].ttl, None,
+            "a plain comment is no annotation"
+        );
     }
 
     #[test]
@@ -256,11 +262,15 @@ mod tests {
         assert_eq!(entry.target, t);
         assert_eq!(entry.ttl, Some(Some(Duration::from_secs(3540))));
         assert_eq!(entry.reason.as_deref(), Some("crowd sec #1"));
-        let never = parse_line(&export_line(t, None, "manual")).unwrap().unwrap();
+        let never = parse_line(&export_line(t, None, "manual"))
+            .unwrap()
+            .unwrap();
         assert_eq!(never.ttl, Some(None));
         assert_eq!(never.reason.as_deref(), Some("manual"));
         for comment in ["# ttl=5 reason=x", "# ttl=s reason=x", "# ttl=5s", "# note"] {
-            let entry = parse_line(&format!("198.18.0.1 {comment}")).unwrap().unwrap();
+            let entry = parse_line(&format!("198.18.0.1 {comment}"))
+                .unwrap()
+                .unwrap();
             assert_eq!((entry.ttl, entry.reason), (None, None), "{comment}");
         }
     }

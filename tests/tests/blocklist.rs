@@ -182,13 +182,7 @@ fn import_checks_every_line_then_writes_and_round_trips() {
     // Export → flush → import from stdin restores targets, reasons and TTLs.
     floodgate_ok(
         pins,
-        &[
-            "block",
-            "add",
-            "2001:2::99",
-            "--reason",
-            "by hand; forever",
-        ],
+        &["block", "add", "2001:2::99", "--reason", "by hand; forever"],
     );
     let before = floodgate_json(pins, &["block", "list", "--json"]);
     let exported = floodgate_ok(pins, &["block", "export"]);
@@ -254,12 +248,24 @@ fn imported_sources_are_dropped() {
     let out = import(&pins, &scratch, &list, &["--ttl", "10m"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let short = Duration::from_millis(800);
-    assert_eq!(tb.get_timeout(bad4, s4, short), 0, "imported v4 host dropped");
-    assert_eq!(tb.get_timeout(bad6, s6, short), 0, "imported v6 prefix dropped");
+    assert_eq!(
+        tb.get_timeout(bad4, s4, short),
+        0,
+        "imported v4 host dropped"
+    );
+    assert_eq!(
+        tb.get_timeout(bad6, s6, short),
+        0,
+        "imported v6 prefix dropped"
+    );
     assert_eq!(tb.get(good4, s4), 200);
     assert_eq!(tb.get(good6, s6), 200);
     // The daemon was told: it knows the two entries (its expiry index is in step).
     let status = floodgate_json(&pins, &["status", "--json"]);
-    assert_eq!(status["daemon"]["known_blocks"], serde_json::json!([1, 1]), "{status}");
+    assert_eq!(
+        status["daemon"]["known_blocks"],
+        serde_json::json!([1, 1]),
+        "{status}"
+    );
     drop(daemon);
 }

@@ -30,11 +30,15 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("promtool not found ({e}): install Debian's prometheus package (cargo xtask setup)")
+            panic!(
+                "promtool not found ({e}): install Debian's prometheus package (cargo xtask setup)"
+            )
         });
     let mut input = child.stdin.take().expect("stdin");
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write promtool stdin");
+        input
+            .write_all(text.as_bytes())
+            .expect("write promtool stdin");
     }
     drop(input);
     let out = child.wait_with_output().expect("wait promtool");
@@ -69,7 +73,9 @@ fn used_names() -> BTreeSet<String> {
     let panels = dashboard["panels"].as_array().expect("panels");
     assert!(!panels.is_empty());
     for panel in panels {
-        let targets = panel["targets"].as_array().expect("every panel has targets");
+        let targets = panel["targets"]
+            .as_array()
+            .expect("every panel has targets");
         assert!(!targets.is_empty(), "{}", panel["title"]);
         for target in targets {
             let expr = target["expr"].as_str().expect("every target has an expr");
@@ -115,14 +121,22 @@ fn an_idle_daemon_exports_every_series_in_use_at_zero() {
     let out = tb
         .server
         .cmd("curl")
-        .args(["-sf", "--max-time", "5", &format!("http://127.0.0.1:{port}/metrics")])
+        .args([
+            "-sf",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
         .output()
         .expect("curl");
     assert!(out.status.success(), "scrape failed");
     let scrape = String::from_utf8(out.stdout).expect("UTF-8 scrape");
 
     let (ok, lint) = promtool(&["check", "metrics"], Some(&scrape));
-    assert!(ok && lint.trim().is_empty(), "promtool check metrics:\n{lint}");
+    assert!(
+        ok && lint.trim().is_empty(),
+        "promtool check metrics:\n{lint}"
+    );
 
     let samples = samples(&scrape);
     let present: BTreeSet<&str> = samples.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -130,7 +144,10 @@ fn an_idle_daemon_exports_every_series_in_use_at_zero() {
         .into_iter()
         .filter(|n| !present.contains(n.as_str()) && !EXPECTED_LATER.contains(&n.as_str()))
         .collect();
-    assert!(missing.is_empty(), "not in the scrape: {missing:?}\n{scrape}");
+    assert!(
+        missing.is_empty(),
+        "not in the scrape: {missing:?}\n{scrape}"
+    );
 
     let value = |name: &str, labels: &str| {
         samples
@@ -142,7 +159,11 @@ fn an_idle_daemon_exports_every_series_in_use_at_zero() {
     let settings = Settings::default();
     assert!(!settings.rules.is_empty());
     for rule in &settings.rules {
-        let action = if rule.action == Action::Block { "block" } else { "monitor" };
+        let action = if rule.action == Action::Block {
+            "block"
+        } else {
+            "monitor"
+        };
         let labels = format!("rule=\"{}\"", rule.name);
         let found = samples.iter().any(|(n, l, v)| {
             n == "floodgate_decisions_total"
@@ -150,7 +171,11 @@ fn an_idle_daemon_exports_every_series_in_use_at_zero() {
                 && l.contains(&format!("action=\"{action}\""))
                 && *v == 0.0
         });
-        assert!(found, "decisions of rule {} ({action}) at 0:\n{scrape}", rule.name);
+        assert!(
+            found,
+            "decisions of rule {} ({action}) at 0:\n{scrape}",
+            rule.name
+        );
     }
     for reason in ["allow_listed", "too_wide", "collateral"] {
         let labels = format!("reason=\"{reason}\"");

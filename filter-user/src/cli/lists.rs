@@ -190,7 +190,11 @@ pub(super) fn import(pins: &Pins, args: ImportArgs, socket_flag: Option<&Path>) 
     }
     println!("imported {summary}");
     if entries.len() <= REFRESH_BY_NAME {
-        tell_daemon(socket_flag, entries.iter().map(|e| e.target).collect(), false);
+        tell_daemon(
+            socket_flag,
+            entries.iter().map(|e| e.target).collect(),
+            false,
+        );
     } else {
         tell_daemon(socket_flag, Vec::new(), true);
     }

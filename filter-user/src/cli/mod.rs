@@ -96,14 +96,12 @@ fn proxy_snippet(
 ) -> Result<()> {
     let socket = match feed_socket {
         Some(path) => path,
-        None => {
-            settings(config)?.proxy.socket.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the configuration turns the proxy feed off ([proxy] socket = \"off\"); pass \
+        None => settings(config)?.proxy.socket.ok_or_else(|| {
+            anyhow::anyhow!(
+                "the configuration turns the proxy feed off ([proxy] socket = \"off\"); pass \
                      --feed-socket PATH or set it"
-                )
-            })?
-        }
+            )
+        })?,
     };
     let socket = socket
         .to_str()

@@ -769,7 +769,8 @@ fn export_kernel_counters(counters: &[u64; counter::COUNT as usize]) {
     }
     ::metrics::counter!(m::REQUEST_STARTS).absolute(counters[counter::REQUEST_STARTS as usize]);
     ::metrics::counter!(m::TLS_HELLOS).absolute(counters[counter::TLS_HELLOS as usize]);
-    ::metrics::counter!(m::SAMPLES, "fate" => "taken").absolute(counters[counter::SAMPLES as usize]);
+    ::metrics::counter!(m::SAMPLES, "fate" => "taken")
+        .absolute(counters[counter::SAMPLES as usize]);
     ::metrics::counter!(m::SAMPLES, "fate" => "lost")
         .absolute(counters[counter::SAMPLES_LOST as usize]);
     ::metrics::counter!(m::SAMPLES, "fate" => "unverified")
