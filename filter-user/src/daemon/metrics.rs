@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use filter_common::counter;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Packets by XDP outcome (label `outcome`).
@@ -127,6 +128,20 @@ pub(crate) fn register_known(settings: &crate::config::Settings) {
     for (kind, capacity) in BLOCK_KINDS.into_iter().zip(capacity) {
         gauge!(BLOCK_CAPACITY, "kind" => kind).set(f64::from(capacity));
     }
+}
+
+/// The kernel's counters as metrics (absolute: they live in the pinned map, across restarts).
+pub(crate) fn export_kernel_counters(counters: &[u64; counter::COUNT as usize]) {
+    for index in counter::OUTCOMES {
+        metrics::counter!(PACKETS, "outcome" => counter::NAMES[index as usize])
+            .absolute(counters[index as usize]);
+    }
+    metrics::counter!(REQUEST_STARTS).absolute(counters[counter::REQUEST_STARTS as usize]);
+    metrics::counter!(TLS_HELLOS).absolute(counters[counter::TLS_HELLOS as usize]);
+    metrics::counter!(SAMPLES, "fate" => "taken").absolute(counters[counter::SAMPLES as usize]);
+    metrics::counter!(SAMPLES, "fate" => "lost").absolute(counters[counter::SAMPLES_LOST as usize]);
+    metrics::counter!(SAMPLES, "fate" => "unverified")
+        .absolute(counters[counter::SAMPLES_UNVERIFIED as usize]);
 }
 
 /// Installs the exporter on `listen` (inside the running tokio runtime) and describes metrics.

@@ -248,7 +248,7 @@ impl Daemon {
         if let Some(listen) = settings.metrics.listen {
             m::install(listen)?;
             m::register_known(&settings);
-            export_kernel_counters(&maps.counters()?);
+            m::export_kernel_counters(&maps.counters()?);
             ::metrics::gauge!(m::ACTIVE_BLOCKS, "kind" => "exact").set(exact as f64);
             ::metrics::gauge!(m::ACTIVE_BLOCKS, "kind" => "prefix").set(prefix as f64);
             log::info!("metrics on http://{listen}/metrics");
@@ -519,7 +519,7 @@ impl Daemon {
         self.detector.tick(now, elapsed);
         match self.maps.counters() {
             Ok(counters) => {
-                export_kernel_counters(&counters);
+                m::export_kernel_counters(&counters);
                 let starts = sampled_evidence(&counters);
                 self.adapt_sampling(starts.saturating_sub(self.last_starts), elapsed);
                 self.last_starts = starts;
@@ -761,22 +761,6 @@ impl Daemon {
 }
 
 /// Everything the kernel samples from: request starts and TLS ClientHellos.
-/// The kernel's counters as metrics (absolute: they live in the pinned map, across restarts).
-fn export_kernel_counters(counters: &[u64; counter::COUNT as usize]) {
-    for index in counter::OUTCOMES {
-        ::metrics::counter!(m::PACKETS, "outcome" => counter::NAMES[index as usize])
-            .absolute(counters[index as usize]);
-    }
-    ::metrics::counter!(m::REQUEST_STARTS).absolute(counters[counter::REQUEST_STARTS as usize]);
-    ::metrics::counter!(m::TLS_HELLOS).absolute(counters[counter::TLS_HELLOS as usize]);
-    ::metrics::counter!(m::SAMPLES, "fate" => "taken")
-        .absolute(counters[counter::SAMPLES as usize]);
-    ::metrics::counter!(m::SAMPLES, "fate" => "lost")
-        .absolute(counters[counter::SAMPLES_LOST as usize]);
-    ::metrics::counter!(m::SAMPLES, "fate" => "unverified")
-        .absolute(counters[counter::SAMPLES_UNVERIFIED as usize]);
-}
-
 fn sampled_evidence(counters: &[u64; counter::COUNT as usize]) -> u64 {
     counters[counter::REQUEST_STARTS as usize] + counters[counter::TLS_HELLOS as usize]
 }
