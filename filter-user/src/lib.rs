@@ -6,9 +6,10 @@
 //! `sensor` (evidence in: [`sensor::RequestEvent`]) → `detect` (rules and rates) →
 //! `enforce` (guard and the map writer: [`enforce::Decision`] in, block maps out).
 //! `bpf` loads, pins and opens the kernel side; `daemon` wires the pipeline together;
-//! `cli` is the operator command line; `config` the validated settings; `control` the typed
+//! `cli` is the operator command line (`blocklist` the list format it imports and exports); `config` the validated settings; `control` the typed
 //! protocol between the CLI and the running daemon.
 
+pub mod blocklist;
 pub mod bpf;
 pub mod cli;
 pub mod clock;

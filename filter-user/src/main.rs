@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use filter_user::{
     bpf::{attach::AttachError, maps::MapsError, pins::PinsError},
-    cli::{Unprotected, args::Cli, dispatch},
+    cli::{ImportError, Unprotected, args::Cli, dispatch},
     config::{ConfigError, DurationError},
     control::{ClientError, ControlError},
     target::TargetError,
@@ -112,6 +112,10 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<ConfigError>().is_some()
         || err.downcast_ref::<TargetError>().is_some()
         || err.downcast_ref::<DurationError>().is_some()
+        || matches!(
+            err.downcast_ref::<ImportError>(),
+            Some(ImportError::Unusable { .. })
+        )
         || matches!(
             err.downcast_ref::<PinsError>(),
             Some(PinsError::ForeignLayout { .. })

@@ -51,6 +51,9 @@ fn package_contents_and_control() {
         "./usr/share/floodgate/nginx-floodgate.conf",
         "./usr/share/floodgate/haproxy-floodgate.cfg",
         "./usr/lib/tmpfiles.d/floodgate.conf",
+        "./usr/share/floodgate/grafana-dashboard.json",
+        "./usr/share/floodgate/prometheus-alerts.yml",
+        "./usr/share/floodgate/prometheus-alerts.test.yml",
     ] {
         assert!(
             listing.contains(path),

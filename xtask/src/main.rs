@@ -68,6 +68,8 @@ enum Bench {
     /// The proxy request feed: ingest vs a generic JSON parse, nginx at saturation with the
     /// feed on and off, detection latency over HTTPS vs plaintext.
     Proxy,
+    /// `floodgate block import` of 100,000 entries vs `ipset restore` of the same list.
+    Import,
     /// All of them, then BENCHMARKS.md.
     All,
 }
@@ -121,6 +123,7 @@ fn main() -> Result<()> {
             Bench::Drop => run_tool("bench-drop"),
             Bench::Survival => run_tool("bench-survival"),
             Bench::Proxy => run_tool("bench-proxy"),
+            Bench::Import => run_tool("bench-import"),
             Bench::All => {
                 for tool in [
                     "bench-verdict",
@@ -128,6 +131,7 @@ fn main() -> Result<()> {
                     "bench-drop",
                     "bench-survival",
                     "bench-proxy",
+                    "bench-import",
                 ] {
                     run_tool(tool)?;
                 }

@@ -86,6 +86,18 @@ pub(crate) fn package(env: &Env) -> Result<PathBuf> {
         &completions.stdout,
         0o644,
     )?;
+    // Monitoring: the Grafana dashboard, the Prometheus alert rules and their unit tests.
+    for file in [
+        "grafana-dashboard.json",
+        "prometheus-alerts.yml",
+        "prometheus-alerts.test.yml",
+    ] {
+        put(
+            &format!("usr/share/floodgate/{file}"),
+            &fs::read(Path::new("packaging").join(file))?,
+            0o644,
+        )?;
+    }
     // The proxy feed lines, from the binary that parses them (they cannot drift).
     for (proxy, file) in [
         ("nginx", "usr/share/floodgate/nginx-floodgate.conf"),

@@ -1,4 +1,4 @@
-//! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival,proxy}.json,
+//! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival,proxy,import}.json,
 //! draws the drop-capacity plot and writes BENCHMARKS.md and bench-results/benchmarks.json.
 
 use std::fmt::Write as _;
@@ -76,12 +76,13 @@ fn plot_drop(drop: &Value) {
 
 fn main() {
     let dir = floodgate_bench::results::dir();
-    let (verdict, detect, drop, survival, proxy) = (
+    let (verdict, detect, drop, survival, proxy, import) = (
         read(&dir, "verdict"),
         read(&dir, "detect"),
         read(&dir, "drop"),
         read(&dir, "survival"),
         read(&dir, "proxy"),
+        read(&dir, "import"),
     );
     plot_drop(&drop);
     let cpu = command(&["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"]);
@@ -89,7 +90,7 @@ fn main() {
     let _ = writeln!(md, "# Floodgate benchmarks\n");
     let _ = writeln!(
         md,
-        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy`). \
+        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy|import`). \
          Absolute numbers on a shared 2-core VM move from run to run; the ratios measured in the same run are the result. \
          Every figure is a median of at least 5 runs; the spread (min–max over runs) is given where the runs are in the JSON.\n",
         command(&["nproc"]),
@@ -272,15 +273,16 @@ fn main() {
             .join("; ")
     );
     proxy_section(&mut md, &proxy);
+    import_section(&mut md, &import);
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
+        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x bench import     # section 6\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
     );
     std::fs::write(dir.join("../BENCHMARKS.md"), &md).expect("write BENCHMARKS.md");
     std::fs::write(
         dir.join("benchmarks.json"),
         serde_json::to_string_pretty(
-            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "proxy": proxy }),
+            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "proxy": proxy, "import": import }),
         )
         .unwrap(),
     )
@@ -409,5 +411,48 @@ fn proxy_section(md: &mut String, proxy: &Value) {
          Over HTTPS the flood start → block time includes the TLS handshake and nginx logging each request after its response; the daemon stamps a feed event when it reads it, so its crossing → block leaves out the wait in the socket.\n",
         num(&off["nginx_cpu_us_per_request_median"]),
         cost["cores"],
+    );
+}
+
+fn import_section(md: &mut String, import: &Value) {
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let _ = writeln!(md, "## 6. Block list import (`./x bench import`)\n");
+    let _ = writeln!(
+        md,
+        "`floodgate block import` of a {}-entry list ({} IPv4 and {} IPv6 addresses, {} IPv4 /28 and {} IPv6 /64 prefixes, interleaved) into freshly flushed pinned maps, next to `ipset restore` of the same list into two hash:net sets (one per family) in a test namespace, in the same run. Wall time of the whole command (process start, read, parse, guard checks, map writes), median of {} runs.\n",
+        import["entries"],
+        import["v4_hosts"],
+        import["v6_hosts"],
+        import["v4_prefixes"],
+        import["v6_prefixes"],
+        import["runs"],
+    );
+    let _ = writeln!(
+        md,
+        "| what | seconds (median) | spread | target |\n|---|---:|---:|---:|"
+    );
+    let fg = num(&import["floodgate_secs_median"]);
+    let _ = writeln!(
+        md,
+        "| floodgate block import | {fg:.3} | {} | ≤ {} s |",
+        spread(&import["floodgate_secs_runs"]),
+        import["target_secs"],
+    );
+    let _ = writeln!(
+        md,
+        "| floodgate block import --dry-run (read, parse, guard) | {:.3} | {} | |",
+        num(&import["dry_run_secs_median"]),
+        spread(&import["dry_run_secs_runs"]),
+    );
+    let _ = writeln!(
+        md,
+        "| ipset restore (hash:net) | {:.3} | {} | |",
+        num(&import["ipset_restore_secs_median"]),
+        spread(&import["ipset_restore_secs_runs"]),
+    );
+    let _ = writeln!(
+        md,
+        "\nFloodgate / ipset restore: **{:.2}×**. aya has no batch map update, so the writer makes one `bpf_map_update_elem` per entry (plus a prefix-hint mark per prefix); ipset sends its whole restore over netlink in batches.\n",
+        num(&import["ratio_to_ipset"]),
     );
 }

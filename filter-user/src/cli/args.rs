@@ -11,8 +11,8 @@ use crate::target::Target;
 pub(crate) const EXIT_CODES: &str = "EXIT STATUS:
   0  success
   1  runtime failure (kernel, map or I/O error)
-  2  bad input: malformed address, prefix, TTL, option or configuration (also a
-     configuration `reload` refused)
+  2  bad input: malformed address, prefix, TTL, option, configuration or block list line
+     (also a configuration `reload` refused)
   3  nothing loaded: no Floodgate program pinned (start `floodgate run` first)
   4  permission denied: run as root or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON
   5  the daemon is not running (for commands that need its live state)
@@ -206,6 +206,39 @@ pub enum BlockCommand {
     List(JsonArg),
     /// Remove every block entry.
     Flush,
+    /// Block every address or prefix of a list: one per line, `#` and `;` start comments, text
+    /// after the first word is ignored (FireHOL netsets, Spamhaus DROP, `block export`). Bad
+    /// lines and lines the guard refuses (allow-listed, wider than guard.max_prefix_v4/v6) are
+    /// reported with their numbers and nothing is written, unless --skip-invalid.
+    Import(ImportArgs),
+    /// Write the entries in force as a list `block import` reads back: one target per line,
+    /// its remaining TTL and reason in a comment.
+    Export(JsonArg),
+}
+
+/// Options of `block import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The list; `-` reads standard input.
+    pub file: PathBuf,
+    /// Time to live of every entry (30s, 10m, 2h, 1d; 0: never expires). Default: the TTL an
+    /// exported line carries, else never.
+    #[arg(long, value_parser = parse_ttl)]
+    pub ttl: Option<std::time::Duration>,
+    /// Free text kept with every entry (at most 32 bytes are stored). Default: the reason an
+    /// exported line carries, else "import".
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Check the list and report what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Import the usable lines and report the others, instead of writing nothing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Configuration file for the guard's limits (default: /etc/floodgate/floodgate.toml if it
+    /// exists, else the built-in default).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
 }
 
 /// `allow` subcommands.

@@ -81,6 +81,8 @@ pub(super) fn block(pins: &Pins, cmd: BlockCommand, socket_flag: Option<&Path>) 
                 Ok(())
             }
         }
+        BlockCommand::Import(args) => super::lists::import(pins, args, socket_flag),
+        BlockCommand::Export(a) => super::lists::export(pins, a.json),
         BlockCommand::Flush => {
             pins.check()?;
             let mut writer = MapWriter::open(pins)?;
@@ -96,7 +98,7 @@ pub(super) fn block(pins: &Pins, cmd: BlockCommand, socket_flag: Option<&Path>) 
 
 /// Tells a running daemon which entries the operator changed. Without a daemon there is
 /// nothing to tell: it reads the maps when it starts.
-fn tell_daemon(socket_flag: Option<&Path>, targets: Vec<Target>, all: bool) {
+pub(super) fn tell_daemon(socket_flag: Option<&Path>, targets: Vec<Target>, all: bool) {
     let path = socket(socket_flag);
     match control::request(&path, Request::Refresh { targets, all }) {
         Ok(_) | Err(ClientError::DaemonDown { .. }) => {}

@@ -1,15 +1,19 @@
 //! The operator command line: argument definitions ([`args`]), one module per command group
-//! ([`blocks`] edits the maps, [`inspect`] reads them and asks the daemon, [`watch`] refreshes
-//! `top` and `stats` as a live view on a [`terminal`]), one output module.
+//! ([`blocks`] edits the maps, [`lists`] imports and exports block lists, [`inspect`] reads the
+//! maps and asks the daemon, [`watch`] refreshes `top` and `stats` as a live view on a
+//! [`terminal`]), one output module.
 //! Commands work on the pinned maps directly (daemon up or down), take the pin lock for every
 //! mutation and validate all input before writing anything.
 
 pub mod args;
 mod blocks;
 mod inspect;
+mod lists;
 mod output;
 mod terminal;
 mod watch;
+
+pub use lists::ImportError;
 
 use anyhow::{Context as _, Result};
 use clap::CommandFactory as _;
@@ -104,12 +108,7 @@ fn proxy_snippet(
     let (file, socket) = if feed_socket.is_some() || feed_file.is_some() {
         (feed_file, feed_socket)
     } else {
-        let default = std::path::Path::new(crate::config::DEFAULT_PATH);
-        let settings = match config {
-            Some(path) => crate::config::load_file(&path)?,
-            None if default.exists() => crate::config::load_file(default)?,
-            None => crate::config::Settings::default(),
-        };
+        let settings = settings(config)?;
         (settings.proxy.file, settings.proxy.socket)
     };
     let utf8 = |p: std::path::PathBuf| {
@@ -157,6 +156,19 @@ fn reload(json: bool, socket_flag: Option<&std::path::Path>) -> Result<()> {
         reloaded.ports
     );
     Ok(())
+}
+
+/// The settings of `config`, else of /etc/floodgate/floodgate.toml if it exists, else the
+/// built-in default (for commands that need a setting but not the daemon).
+fn settings(
+    config: Option<std::path::PathBuf>,
+) -> Result<crate::config::Settings, crate::config::ConfigError> {
+    let default = std::path::Path::new(crate::config::DEFAULT_PATH);
+    match config {
+        Some(path) => crate::config::load_file(&path),
+        None if default.exists() => crate::config::load_file(default),
+        None => Ok(crate::config::Settings::default()),
+    }
 }
 
 fn check_config(file: Option<std::path::PathBuf>) -> Result<()> {

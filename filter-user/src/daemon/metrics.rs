@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use filter_common::counter;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Packets by XDP outcome (label `outcome`).
@@ -58,6 +59,94 @@ pub(crate) const REFUSED: &str = "floodgate_decisions_refused_total";
 pub(crate) const EVICTIONS: &str = "floodgate_block_evictions_total";
 /// Failed map writes of decisions.
 pub(crate) const WRITE_FAILURES: &str = "floodgate_decision_write_failures_total";
+/// Capacity of the block maps (label `kind`: exact, prefix), to compare with [`ACTIVE_BLOCKS`].
+pub(crate) const BLOCK_CAPACITY: &str = "floodgate_block_capacity";
+
+/// Values of the `why` label of [`SAMPLES_DROPPED`].
+pub(crate) const SAMPLE_DROP_REASONS: [&str; 2] = ["malformed", "unparsed"];
+/// Values of the `sensor` label of [`DETECTOR_EVENTS`].
+pub(crate) const SENSORS: [&str; 2] = ["kernel", "proxy"];
+/// Values of the `why` label of [`PROXY_DROPPED`].
+pub(crate) const PROXY_DROP_REASONS: [&str; 7] = [
+    "refused",
+    "oversized",
+    "socket_full",
+    "unknown_format",
+    "version",
+    "malformed",
+    "bad_client",
+];
+/// Values of the `why` label of [`CONTROL_REFUSED`].
+pub(crate) const CONTROL_REFUSALS: [&str; 2] = ["busy", "bad_request"];
+/// Values of the `kind` label of [`ACTIVE_BLOCKS`] and [`BLOCK_CAPACITY`].
+pub(crate) const BLOCK_KINDS: [&str; 2] = ["exact", "prefix"];
+
+/// The `action` label of [`DECISIONS`].
+#[must_use]
+pub(crate) fn decision_action(block: bool) -> &'static str {
+    if block { "block" } else { "monitor" }
+}
+
+/// Registers every series whose label values are known before its first event, counters at
+/// 0, so that a dashboard or an alert can tell "none yet" from "missing". Kernel counters
+/// are exported from the maps at start instead (they survive a daemon restart). Called at
+/// start and after each reload (a new rule gets its series; a removed rule's stays).
+pub(crate) fn register_known(settings: &crate::config::Settings) {
+    use metrics::{counter, gauge, histogram};
+    for why in SAMPLE_DROP_REASONS {
+        counter!(SAMPLES_DROPPED, "why" => why).increment(0);
+    }
+    for sensor in SENSORS {
+        counter!(DETECTOR_EVENTS, "sensor" => sensor).increment(0);
+    }
+    for why in PROXY_DROP_REASONS {
+        counter!(PROXY_DROPPED, "why" => why).increment(0);
+    }
+    for why in CONTROL_REFUSALS {
+        counter!(CONTROL_REFUSED, "why" => why).increment(0);
+    }
+    for reason in crate::enforce::guard::Refusal::LABELS {
+        counter!(REFUSED, "reason" => reason).increment(0);
+    }
+    for rule in &settings.rules {
+        let block = rule.action == crate::config::Action::Block;
+        counter!(DECISIONS, "rule" => rule.name.clone(), "action" => decision_action(block))
+            .increment(0);
+    }
+    if settings.aggregation.min_addresses > 0 {
+        counter!(DECISIONS, "rule" => crate::detect::AGGREGATE_RULE, "action" => decision_action(true))
+            .increment(0);
+    }
+    for interface in &settings.filter.interfaces {
+        counter!(REATTACHED, "interface" => interface.clone()).increment(0);
+    }
+    for name in [PROXY_EVENTS, PROXY_CUT, EXPIRED, EVICTIONS, WRITE_FAILURES] {
+        counter!(name).increment(0);
+    }
+    // Registered without a sample: exported with every bucket at 0.
+    let _ = histogram!(DETECTION_LATENCY);
+    let capacity = [
+        filter_common::capacity::BLOCK_EXACT,
+        filter_common::capacity::BLOCK_PREFIX,
+    ];
+    for (kind, capacity) in BLOCK_KINDS.into_iter().zip(capacity) {
+        gauge!(BLOCK_CAPACITY, "kind" => kind).set(f64::from(capacity));
+    }
+}
+
+/// The kernel's counters as metrics (absolute: they live in the pinned map, across restarts).
+pub(crate) fn export_kernel_counters(counters: &[u64; counter::COUNT as usize]) {
+    for index in counter::OUTCOMES {
+        metrics::counter!(PACKETS, "outcome" => counter::NAMES[index as usize])
+            .absolute(counters[index as usize]);
+    }
+    metrics::counter!(REQUEST_STARTS).absolute(counters[counter::REQUEST_STARTS as usize]);
+    metrics::counter!(TLS_HELLOS).absolute(counters[counter::TLS_HELLOS as usize]);
+    metrics::counter!(SAMPLES, "fate" => "taken").absolute(counters[counter::SAMPLES as usize]);
+    metrics::counter!(SAMPLES, "fate" => "lost").absolute(counters[counter::SAMPLES_LOST as usize]);
+    metrics::counter!(SAMPLES, "fate" => "unverified")
+        .absolute(counters[counter::SAMPLES_UNVERIFIED as usize]);
+}
 
 /// Installs the exporter on `listen` (inside the running tokio runtime) and describes metrics.
 pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
@@ -155,6 +244,11 @@ pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
         CONTROL_REFUSED,
         Unit::Count,
         "Control connections refused (too many at once, unreadable request)"
+    );
+    describe_gauge!(
+        BLOCK_CAPACITY,
+        Unit::Count,
+        "Capacity of the block maps (compare with floodgate_active_blocks)"
     );
     describe_counter!(
         WRITE_FAILURES,

@@ -269,6 +269,10 @@ impl Daemon {
         let kernel = KernelSensor::open(&pins)?;
         if let Some(listen) = settings.metrics.listen {
             m::install(listen)?;
+            m::register_known(&settings);
+            m::export_kernel_counters(&maps.counters()?);
+            ::metrics::gauge!(m::ACTIVE_BLOCKS, "kind" => "exact").set(exact as f64);
+            ::metrics::gauge!(m::ACTIVE_BLOCKS, "kind" => "prefix").set(prefix as f64);
             log::info!("metrics on http://{listen}/metrics");
         }
         let listener = control::bind(&settings.control.socket)?;
@@ -321,6 +325,7 @@ impl Daemon {
             blocks_written: 0,
         };
         daemon.apply_kernel_settings(&settings, &[])?;
+        daemon.export_gauges();
         Ok(daemon)
     }
 
@@ -535,7 +540,7 @@ impl Daemon {
     }
 
     fn apply(&mut self, d: &Decision) {
-        let action = if d.block { "block" } else { "monitor" };
+        let action = m::decision_action(d.block);
         ::metrics::counter!(m::DECISIONS, "rule" => d.rule.clone(), "action" => action)
             .increment(1);
         if !d.block {
@@ -617,29 +622,14 @@ impl Daemon {
         self.detector.tick(now, elapsed);
         match self.maps.counters() {
             Ok(counters) => {
-                for index in counter::OUTCOMES {
-                    ::metrics::counter!(m::PACKETS, "outcome" => counter::NAMES[index as usize])
-                        .absolute(counters[index as usize]);
-                }
-                ::metrics::counter!(m::REQUEST_STARTS)
-                    .absolute(counters[counter::REQUEST_STARTS as usize]);
-                ::metrics::counter!(m::TLS_HELLOS).absolute(counters[counter::TLS_HELLOS as usize]);
+                m::export_kernel_counters(&counters);
                 let starts = sampled_evidence(&counters);
-                ::metrics::counter!(m::SAMPLES, "fate" => "taken")
-                    .absolute(counters[counter::SAMPLES as usize]);
-                ::metrics::counter!(m::SAMPLES, "fate" => "lost")
-                    .absolute(counters[counter::SAMPLES_LOST as usize]);
-                ::metrics::counter!(m::SAMPLES, "fate" => "unverified")
-                    .absolute(counters[counter::SAMPLES_UNVERIFIED as usize]);
                 self.adapt_sampling(starts.saturating_sub(self.last_starts), elapsed);
                 self.last_starts = starts;
             }
             Err(err) => log::warn!("reading counters: {err}"),
         }
-        ::metrics::gauge!(m::SAMPLE_EVERY).set(f64::from(self.sample_every));
-        ::metrics::gauge!(m::TRACKED).set(self.detector.tracked() as f64);
-        ::metrics::gauge!(m::TRACKED_BYTES_PER_KEY).set(RateTable::bytes_per_key() as f64);
-        ::metrics::gauge!(m::MEMORY).set(m::resident_bytes() as f64);
+        self.export_gauges();
         if self.last_sweep.elapsed() >= self.settings.state.sweep_interval.0 {
             self.last_sweep = Instant::now();
             self.sweep(now);
@@ -657,6 +647,13 @@ impl Daemon {
     }
 
     /// Keeps samples per second under the budget: N = ceil(request starts per second / budget).
+    fn export_gauges(&self) {
+        ::metrics::gauge!(m::SAMPLE_EVERY).set(f64::from(self.sample_every));
+        ::metrics::gauge!(m::TRACKED).set(self.detector.tracked() as f64);
+        ::metrics::gauge!(m::TRACKED_BYTES_PER_KEY).set(RateTable::bytes_per_key() as f64);
+        ::metrics::gauge!(m::MEMORY).set(m::resident_bytes() as f64);
+    }
+
     fn adapt_sampling(&mut self, starts: u64, elapsed: Duration) {
         let per_sec = starts as f64 / elapsed.as_secs_f64().max(0.001);
         let wanted = (per_sec / f64::from(self.settings.sampling.budget_per_sec))

@@ -101,6 +101,9 @@ impl Daemon {
             });
         }
         self.detector.reconfigure(&new);
+        if self.settings.metrics.listen.is_some() {
+            super::metrics::register_known(&new);
+        }
         let reloaded = ReloadReply {
             source: self.source.describe(),
             rules: new.rules.iter().map(|r| r.name.clone()).collect(),

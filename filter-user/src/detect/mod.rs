@@ -22,6 +22,8 @@ use legit::LegitClients;
 use rate::{RateKey, RateTable};
 
 /// Talkers kept for `floodgate top`.
+/// The rule name of decisions made by prefix aggregation.
+pub(crate) const AGGREGATE_RULE: &str = "aggregate";
 const TOP_CAPACITY: usize = 256;
 /// Paths kept per talker.
 const TOP_PATHS: usize = 4;
@@ -316,7 +318,7 @@ impl Detector {
             .insert(prefix, now.saturating_add(ttl.as_nanos() as u64));
         Some(Decision {
             target: prefix,
-            rule: "aggregate".into(),
+            rule: AGGREGATE_RULE.into(),
             rate: decision.rate,
             threshold: decision.threshold,
             ttl,

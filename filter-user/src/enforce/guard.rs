@@ -3,7 +3,10 @@
 //! covers more than the configured share of the legitimate clients seen recently.
 
 use super::Decision;
-use crate::config::Settings;
+use crate::{
+    config::{Guard, Settings},
+    target::Target,
+};
 
 /// Why a decision was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -35,6 +38,9 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// Every value [`Self::label`] returns.
+    pub(crate) const LABELS: [&str; 3] = ["allow_listed", "too_wide", "collateral"];
+
     /// The metrics label of this refusal.
     #[must_use]
     pub(crate) fn label(&self) -> &'static str {
@@ -55,23 +61,10 @@ pub(crate) fn check(
     legit_total: usize,
     settings: &Settings,
 ) -> Result<(), Refusal> {
-    if allowed {
-        return Err(Refusal::AllowListed);
-    }
+    check_target(decision.target, allowed, &settings.guard)?;
     let target = decision.target;
     if target.is_host() {
         return Ok(());
-    }
-    let limit = crate::target::for_family(
-        target.ip,
-        settings.guard.max_prefix_v4,
-        settings.guard.max_prefix_v6,
-    );
-    if target.len < limit {
-        return Err(Refusal::TooWide {
-            len: target.len,
-            limit,
-        });
     }
     // A prefix may take out a few bystanders, never a large part of the real users.
     if legit_inside > 0 && legit_inside as f64 > settings.guard.max_legit_share * legit_total as f64
@@ -85,12 +78,30 @@ pub(crate) fn check(
     Ok(())
 }
 
+/// The checks that need no view of the traffic: the allow list and the widest prefix. The
+/// operator's `block import` applies these (it has no recent clients to weigh collateral by).
+pub(crate) fn check_target(target: Target, allowed: bool, guard: &Guard) -> Result<(), Refusal> {
+    if allowed {
+        return Err(Refusal::AllowListed);
+    }
+    if target.is_host() {
+        return Ok(());
+    }
+    let limit = crate::target::for_family(target.ip, guard.max_prefix_v4, guard.max_prefix_v6);
+    if target.len < limit {
+        return Err(Refusal::TooWide {
+            len: target.len,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::target::Target;
 
     fn decision(target: &str) -> Decision {
         Decision {
@@ -103,6 +114,21 @@ mod tests {
             crossed_ns: 0,
             offence: 1,
             origin: crate::enforce::Origin::Aggregate,
+        }
+    }
+
+    #[test]
+    fn labels_are_listed() {
+        for refusal in [
+            Refusal::AllowListed,
+            Refusal::TooWide { len: 8, limit: 16 },
+            Refusal::Collateral {
+                inside: 1,
+                total: 1,
+                max_share: 0.1,
+            },
+        ] {
+            assert!(Refusal::LABELS.contains(&refusal.label()), "{refusal:?}");
         }
     }
 

@@ -157,7 +157,10 @@ fn text(ingest: &Value, cost: &Value, latency: &Value) -> String {
         );
     }
     for (key, label) in [
-        ("https_h2_proxy_feed", "detection HTTPS/HTTP/2 (feed socket)"),
+        (
+            "https_h2_proxy_feed",
+            "detection HTTPS/HTTP/2 (feed socket)",
+        ),
         (
             "https_h2_proxy_feed_file",
             "detection HTTPS/HTTP/2 (feed file)",
