@@ -7,6 +7,7 @@
 //! keeps enforcing. The loop holds no detection or map logic of its own.
 
 mod control;
+mod crowdsec;
 mod links;
 pub mod metrics;
 mod notify;
@@ -223,6 +224,7 @@ struct Daemon {
     link_events: Option<LinkEvents>,
     proxy: Option<ProxyFeed>,
     proxy_counts: ProxyCounts,
+    crowdsec: Option<crowdsec::Bouncer>,
     calls: mpsc::Receiver<Call>,
     last_tick: Instant,
     last_sweep: Instant,
@@ -262,6 +264,7 @@ impl Daemon {
             }
         };
         let proxy = open_proxy_feed(&settings);
+        let crowdsec = crowdsec::Bouncer::start(&settings)?;
         let mut interfaces = Interfaces::new(
             &settings.filter.interfaces,
             attach::mode(settings.filter.attach_mode == AttachMode::Skb),
@@ -281,6 +284,7 @@ impl Daemon {
             link_events,
             proxy,
             proxy_counts: ProxyCounts::default(),
+            crowdsec,
             calls,
             last_tick: Instant::now(),
             last_sweep: Instant::now(),
@@ -330,6 +334,7 @@ impl Daemon {
                         }
                     }
                 }
+                Some(event) = crowdsec::next_event(self.crowdsec.as_mut()) => self.crowdsec_event(event),
                 Some(call) = self.calls.recv() => {
                     let reply = self.answer(call.request);
                     let _ = call.reply.send(reply);
@@ -620,7 +625,8 @@ impl Daemon {
         notify(&reloading());
         match self.source.load() {
             Ok(mut new) => {
-                // Interfaces and listeners are fixed at start; everything else applies now.
+                // Interfaces, listeners, the proxy feed and the CrowdSec bouncer are fixed at
+                // start; everything else applies now.
                 new.filter
                     .interfaces
                     .clone_from(&self.settings.filter.interfaces);
@@ -628,6 +634,7 @@ impl Daemon {
                 new.metrics.listen = self.settings.metrics.listen;
                 new.control.socket.clone_from(&self.settings.control.socket);
                 new.proxy.clone_from(&self.settings.proxy);
+                new.crowdsec.clone_from(&self.settings.crowdsec);
                 let previous_allow = self.settings.allow.clone();
                 match self.apply_kernel_settings(&new, &previous_allow) {
                     Ok(()) => {
@@ -687,6 +694,7 @@ impl Daemon {
                     cut: self.proxy_counts.cut,
                     dropped: self.proxy_counts.dropped,
                 }),
+                crowdsec: self.crowdsec.as_ref().map(crowdsec::Bouncer::status),
             }),
             Request::Refresh { targets, all } => {
                 let refreshed = if all {

@@ -57,7 +57,7 @@ pub struct MapWriter {
 fn evictable(target: Target, entry: &BlockEntry) -> bool {
     target.is_host()
         && entry.expires_ns != 0
-        && Origin::from_reason_code(entry.reason_code) != Origin::Operator
+        && Origin::from_reason_code(entry.reason_code).evictable()
 }
 
 impl MapWriter {
@@ -264,6 +264,40 @@ impl MapWriter {
             Err(err) if is_missing(&err) => Ok(false),
             Err(err) => Err(map_err("remove", map)(err)),
         }
+    }
+
+    /// Removes this target's entry only when `origin` wrote it (a CrowdSec delete never lifts
+    /// an operator's or a rule's block of the same target); false if there was none of it.
+    pub(crate) fn remove_from(
+        &mut self,
+        target: Target,
+        origin: Origin,
+    ) -> Result<bool, MapsError> {
+        match self.entry(target)? {
+            Some(entry) if Origin::from_reason_code(entry.reason_code) == origin => {
+                self.remove_entry(target)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Every target in the maps that `origin` wrote (one pass over both maps).
+    pub(crate) fn targets_from(&self, origin: Origin) -> Result<Vec<Target>, MapsError> {
+        let code = origin.reason_code();
+        let mut out = Vec::new();
+        for item in self.exact.iter() {
+            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_EXACT))?;
+            if entry.reason_code == code {
+                out.push(Target::from_key(key, 128));
+            }
+        }
+        for item in self.prefix.iter() {
+            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
+            if entry.reason_code == code {
+                out.push(Target::from_key(key.data(), key.prefix_len()));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes every block entry; returns how many.
