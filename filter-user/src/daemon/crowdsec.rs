@@ -28,24 +28,31 @@ pub(super) struct Bouncer {
     status: CrowdsecStatus,
 }
 
+/// The bouncer key when `[crowdsec]` is enabled, read before anything is attached: an
+/// unreadable or insecure key file stops the start with the reason.
+pub(super) fn key(settings: &Settings) -> Result<Option<String>> {
+    if !settings.crowdsec.enabled {
+        return Ok(None);
+    }
+    Ok(Some(source::load_key(&settings.crowdsec)?))
+}
+
 impl Bouncer {
-    /// Starts polling when `[crowdsec]` is enabled; the key is read now (an unreadable or
-    /// insecure key file stops the start with the reason).
-    pub(super) fn start(settings: &Settings) -> Result<Option<Self>> {
+    /// Registers the metrics and, with a key (`[crowdsec]` enabled), starts polling.
+    pub(super) fn start(settings: &Settings, key: Option<String>) -> Option<Self> {
         let cs = &settings.crowdsec;
         m::register_crowdsec(cs.enabled);
-        if !cs.enabled {
+        let Some(key) = key else {
             log::info!("crowdsec bouncer off ([crowdsec] enabled = false)");
-            return Ok(None);
-        }
-        let key = source::load_key(cs)?;
+            return None;
+        };
         log::info!(
             "crowdsec bouncer: polling {} every {} (scopes {:?})",
             cs.lapi_url,
             crate::clock::format_duration(cs.poll_interval.0),
             cs.scopes
         );
-        Ok(Some(Self {
+        Some(Self {
             events: source::spawn(cs.clone(), key),
             status: CrowdsecStatus {
                 lapi_url: cs.lapi_url.clone(),
@@ -58,7 +65,7 @@ impl Bouncer {
                 malformed: 0,
                 poll_failures: 0,
             },
-        }))
+        })
     }
 
     /// For `status`.

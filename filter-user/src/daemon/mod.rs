@@ -235,6 +235,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(pins: Pins, settings: Settings, source: ConfigSource, args: &RunArgs) -> Result<Self> {
+        let crowdsec_key = crowdsec::key(&settings)?;
         load_and_attach(&pins, &settings)?;
         let maps = Maps::open(&pins)?;
         let mut writer = MapWriter::open(&pins)?;
@@ -264,7 +265,7 @@ impl Daemon {
             }
         };
         let proxy = open_proxy_feed(&settings);
-        let crowdsec = crowdsec::Bouncer::start(&settings)?;
+        let crowdsec = crowdsec::Bouncer::start(&settings, crowdsec_key);
         let mut interfaces = Interfaces::new(
             &settings.filter.interfaces,
             attach::mode(settings.filter.attach_mode == AttachMode::Skb),
