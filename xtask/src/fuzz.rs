@@ -14,7 +14,13 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Executions per target in the test suite's short, deterministic run.
 const SUITE_RUNS: u64 = 300_000;
 /// The targets in `fuzz/fuzz_targets`.
-const TARGETS: [&str; 4] = ["http_sample", "config", "cli_values", "proxy_datagram"];
+const TARGETS: [&str; 5] = [
+    "http_sample",
+    "config",
+    "cli_values",
+    "proxy_datagram",
+    "crowdsec_stream",
+];
 
 fn cargo_fuzz(env: &Env) -> Result<std::path::PathBuf> {
     let home = std::env::var_os("HOME").context("HOME")?;
