@@ -2,8 +2,8 @@
 //! `X-Api-Key`) on its own task and hands the decisions to the daemon loop, which never waits
 //! on HTTP. The first answer after a start or a failure is asked with `startup=true`: it is the
 //! whole truth, and the loop removes CrowdSec entries that are not in it. Later answers are
-//! deltas. While the LAPI is down the maps keep what they hold; polls retry with a doubling
-//! back-off (up to a minute).
+//! deltas, with the whole set asked for again every ten minutes. While the LAPI is down the
+//! maps keep what they hold; polls retry with a doubling back-off (up to a minute).
 
 pub mod http;
 pub mod stream;
@@ -22,6 +22,9 @@ use crate::{config::crowdsec::Crowdsec, target::Target};
 /// Decisions handed to the loop per message, so that a blocklist of 100,000 entries is
 /// written in slices between the loop's other work.
 const CHUNK: usize = 4096;
+/// The whole set is asked for again this often: the LAPI's deltas (decisions created since the
+/// bouncer's last pull) miss decisions committed while a poll ran, as a large import does.
+const FULL_RESYNC: Duration = Duration::from_secs(600);
 /// Longest wait between two attempts while the LAPI is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -182,10 +185,17 @@ async fn poll(endpoint: &Endpoint, settings: &Crowdsec, key: &str, tx: &mpsc::Se
     let interval = settings.poll_interval.0;
     let mut startup = true;
     let mut backoff = interval;
+    let mut last_full = tokio::time::Instant::now();
     loop {
+        if last_full.elapsed() >= FULL_RESYNC {
+            startup = true;
+        }
         let outcome = poll_once(endpoint, settings, key, startup, tx).await;
         let wait = match outcome {
             Ok(()) => {
+                if startup {
+                    last_full = tokio::time::Instant::now();
+                }
                 startup = false;
                 backoff = interval;
                 interval

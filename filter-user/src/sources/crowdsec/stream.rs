@@ -120,6 +120,9 @@ fn decision(raw: &RawDecision, scopes: &[Scope], deleted: bool) -> Result<CsDeci
     }
     let value = raw.value.as_deref().ok_or(Skip::Malformed)?.trim();
     let target = match scope {
+        // `cscli decisions import` (1.4) stores every imported decision with scope Ip, ranges
+        // too: an Ip value with a prefix length is taken as the prefix it says.
+        Scope::Ip if value.contains('/') => range(value).ok_or(Skip::Malformed)?,
         Scope::Ip => Target::host(value.parse::<IpAddr>().map_err(|_| Skip::Malformed)?),
         Scope::Range => range(value).ok_or(Skip::Malformed)?,
     };
@@ -237,6 +240,7 @@ mod tests {
             {"duration":"1h","origin":"CAPI","scenario":"x","scope":"Ip","type":"ban","value":"::ffff:198.18.0.9"},
             {"duration":"1h","scope":"Ip","type":"captcha","value":"198.18.0.8"},
             {"duration":"1h","scope":"Country","type":"ban","value":"FR"},
+            {"duration":"1h","scope":"Ip","type":"ban","value":"2001:2:2:1::/64"},
             {"duration":"1h","scope":"Ip","type":"ban","value":"198.18.0.300"},
             {"duration":"1h","scope":"Range","type":"ban","value":"198.18.0.0/33"},
             {"duration":"soon","scope":"Ip","type":"ban","value":"198.18.0.1"},
@@ -255,7 +259,8 @@ mod tests {
                 "198.18.0.7",
                 "198.18.5.0/24",
                 "2001:2:0:7::/64",
-                "198.18.0.9"
+                "198.18.0.9",
+                "2001:2:2:1::/64"
             ]
         );
         assert_eq!(batch.new[1].scenario, "crowdsecurity/ssh-bf");
@@ -267,7 +272,7 @@ mod tests {
         assert_eq!(batch.deleted.len(), 1);
         assert_eq!(batch.deleted[0].ttl, Duration::ZERO);
         let only_ip = parse(body.as_bytes(), &[Scope::Ip]).unwrap();
-        assert_eq!(only_ip.new.len(), 2);
+        assert_eq!(only_ip.new.len(), 3);
         assert_eq!(
             parse(br#"{"new":null,"deleted":null}"#, &ALL).unwrap(),
             StreamBatch::default()
