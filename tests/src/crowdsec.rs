@@ -134,10 +134,8 @@ impl Lapi {
     /// (Re)starts the LAPI and waits until it listens.
     pub fn restart(&mut self) {
         self.process = None;
-        let mut process = ChildGuard::spawn(
-            &unique("crowdsec-lapi"),
-            &mut self.cmd("crowdsec").arg("-no-cs"),
-        );
+        let mut process =
+            ChildGuard::spawn(&unique("crowdsec-lapi"), self.cmd("crowdsec").arg("-no-cs"));
         let started = Instant::now();
         process.wait_for_log("CrowdSec Local API listening", Duration::from_secs(30));
         eprintln!("LAPI on {} up in {:.1?}", self.listen, started.elapsed());

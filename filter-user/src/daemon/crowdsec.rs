@@ -181,7 +181,9 @@ impl Daemon {
                 continue;
             }
             match self.writer.write_decision(&d) {
-                Ok(Written::Stored | Written::AlreadyInForce) => applied += 1,
+                Ok(Written::Stored) => applied += 1,
+                // Already enforced (a resync sends every decision again): nothing new.
+                Ok(Written::AlreadyInForce) => {}
                 Ok(Written::Evicted(victim)) => {
                     ::metrics::counter!(m::EVICTIONS).increment(1);
                     log::warn!(

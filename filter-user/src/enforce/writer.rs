@@ -22,6 +22,10 @@ use crate::{
 /// Entries the sweep removes per call at most (the rest wait for the next sweep), so that a
 /// mass expiry cannot stall the loop.
 const SWEEP_BATCH: usize = 65_536;
+/// A decision for a target already blocked is written only when it extends the block by at
+/// least this much.
+pub const MIN_EXTENSION: std::time::Duration = std::time::Duration::from_secs(1);
+const MIN_EXTENSION_NS: u64 = MIN_EXTENSION.as_nanos() as u64;
 /// Stale index entries looked past per eviction before giving up.
 const EVICTION_TRIES: usize = 64;
 /// Full map with nothing evictable in the index: re-read the maps at most this often, in case
@@ -124,7 +128,9 @@ impl MapWriter {
     }
 
     /// Writes a decision: never shortens a block already in force (an operator's permanent
-    /// one, say), and remembers the decision for `why`.
+    /// one, say), nor rewrites one it would extend by less than [`MIN_EXTENSION`] (a CrowdSec
+    /// resync sends the same decisions again: their hit counters stay), and remembers the
+    /// decision for `why`.
     pub fn write_decision(&mut self, decision: &Decision) -> Result<Written, MapsError> {
         let entry = block_entry(
             Some(decision.ttl),
@@ -133,7 +139,8 @@ impl MapWriter {
         );
         if let Some(existing) = self.entry(decision.target)?
             && existing.in_force(monotonic_ns())
-            && (existing.expires_ns == 0 || existing.expires_ns >= entry.expires_ns)
+            && (existing.expires_ns == 0
+                || existing.expires_ns.saturating_add(MIN_EXTENSION_NS) >= entry.expires_ns)
         {
             return Ok(Written::AlreadyInForce);
         }
