@@ -68,6 +68,9 @@ enum Bench {
     /// The proxy request feed: ingest vs a generic JSON parse, nginx at saturation with the
     /// feed on and off, detection latency over HTTPS vs plaintext.
     Proxy,
+    /// 100,000 CrowdSec decisions at once: Floodgate's maps vs crowdsec-firewall-bouncer's
+    /// nftables sets.
+    Crowdsec,
     /// All of them, then BENCHMARKS.md.
     All,
 }
@@ -121,6 +124,7 @@ fn main() -> Result<()> {
             Bench::Drop => run_tool("bench-drop"),
             Bench::Survival => run_tool("bench-survival"),
             Bench::Proxy => run_tool("bench-proxy"),
+            Bench::Crowdsec => run_tool("bench-crowdsec"),
             Bench::All => {
                 for tool in [
                     "bench-verdict",
@@ -128,6 +132,7 @@ fn main() -> Result<()> {
                     "bench-drop",
                     "bench-survival",
                     "bench-proxy",
+                    "bench-crowdsec",
                 ] {
                     run_tool(tool)?;
                 }

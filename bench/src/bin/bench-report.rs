@@ -1,4 +1,5 @@
-//! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival,proxy}.json,
+//! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival,proxy,
+//! crowdsec}.json,
 //! draws the drop-capacity plot and writes BENCHMARKS.md and bench-results/benchmarks.json.
 
 use std::fmt::Write as _;
@@ -76,12 +77,13 @@ fn plot_drop(drop: &Value) {
 
 fn main() {
     let dir = floodgate_bench::results::dir();
-    let (verdict, detect, drop, survival, proxy) = (
+    let (verdict, detect, drop, survival, proxy, crowdsec) = (
         read(&dir, "verdict"),
         read(&dir, "detect"),
         read(&dir, "drop"),
         read(&dir, "survival"),
         read(&dir, "proxy"),
+        read(&dir, "crowdsec"),
     );
     plot_drop(&drop);
     let cpu = command(&["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"]);
@@ -89,7 +91,7 @@ fn main() {
     let _ = writeln!(md, "# Floodgate benchmarks\n");
     let _ = writeln!(
         md,
-        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy`). \
+        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy|crowdsec`). \
          Absolute numbers on a shared 2-core VM move from run to run; the ratios measured in the same run are the result. \
          Every figure is a median of at least 5 runs; the spread (min–max over runs) is given where the runs are in the JSON.\n",
         command(&["nproc"]),
@@ -246,15 +248,16 @@ fn main() {
             .join("; ")
     );
     proxy_section(&mut md, &proxy);
+    crowdsec_section(&mut md, &crowdsec);
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
+        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x bench crowdsec   # section 6\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
     );
     std::fs::write(dir.join("../BENCHMARKS.md"), &md).expect("write BENCHMARKS.md");
     std::fs::write(
         dir.join("benchmarks.json"),
         serde_json::to_string_pretty(
-            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "proxy": proxy }),
+            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "proxy": proxy, "crowdsec": crowdsec }),
         )
         .unwrap(),
     )
@@ -383,5 +386,23 @@ fn proxy_section(md: &mut String, proxy: &Value) {
          Over HTTPS the flood start → block time includes the TLS handshake and nginx logging each request after its response; the daemon stamps a feed event when it reads it, so its crossing → block leaves out the wait in the socket.\n",
         num(&off["nginx_cpu_us_per_request_median"]),
         cost["cores"],
+    );
+}
+
+fn crowdsec_section(md: &mut String, cs: &Value) {
+    let _ = writeln!(md, "## 6. CrowdSec blocklist load (`./x bench crowdsec`)\n");
+    let _ = writeln!(
+        md,
+        "{} decisions ({} IPv4 and {} IPv6 addresses, {} IPv6 /64 ranges: community-blocklist scale) imported at once into a real LAPI (Debian's crowdsec 1.4.6, `cscli decisions import`); then the time from a bouncer's start until it enforces every one of them (its first poll, `startup=true`): Floodgate (release daemon, a fresh one with empty pinned maps each run, counted in its block maps) and Debian's crowdsec-firewall-bouncer 0.0.25 in nftables mode (counted in its sets, `nft list set`), one after the other in the same namespace against the same LAPI. A start rather than a delta while the bouncer runs: the LAPI's deltas can miss decisions committed during a poll, which would time that race rather than the load (Floodgate asks for the whole set again every 10 minutes for that reason). Median of {} runs.\n",
+        cs["decisions"], cs["ipv4"], cs["ipv6"], cs["ranges_v6"], cs["runs"]
+    );
+    let _ = writeln!(
+        md,
+        "| bouncer | seconds to enforce all (median) | spread |\n|---|---:|---:|\n| Floodgate (XDP maps) | {:.2} | {} |\n| crowdsec-firewall-bouncer (nftables) | {:.2} | {} |\n\nRatio nftables / Floodgate: **{:.2}×**.\n",
+        cs["floodgate_s"]["median"].as_f64().unwrap_or(0.0),
+        spread(&cs["floodgate_s"]["runs"]),
+        cs["nftables_bouncer_s"]["median"].as_f64().unwrap_or(0.0),
+        spread(&cs["nftables_bouncer_s"]["runs"]),
+        cs["ratio_nftables_over_floodgate"].as_f64().unwrap_or(0.0),
     );
 }
