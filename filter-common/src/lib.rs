@@ -328,6 +328,8 @@ pub mod reason {
     pub const RULE: u16 = 2;
     /// A prefix blocked because several of its addresses offended.
     pub const AGGREGATE: u16 = 3;
+    /// A CrowdSec decision (LAPI stream); the scenario is in the reason text.
+    pub const CROWDSEC: u16 = 4;
 }
 
 /// Expired prefix entries the program looks past (to shorter prefixes) before giving up.

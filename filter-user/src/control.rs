@@ -263,6 +263,32 @@ pub(crate) struct StatusReply {
     pub known_blocks: (usize, usize),
     /// The proxy feed, when its socket or its file is on.
     pub proxy: Option<ProxyStatus>,
+    /// The CrowdSec bouncer, when `[crowdsec]` is enabled.
+    #[serde(default)]
+    pub crowdsec: Option<CrowdsecStatus>,
+}
+
+/// The CrowdSec bouncer's connection and what it enforced since the daemon started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CrowdsecStatus {
+    /// The LAPI URL.
+    pub lapi_url: String,
+    /// True after a successful poll, false after a failed one (or before the first).
+    pub up: bool,
+    /// Unix time of the last successful poll, seconds.
+    pub last_sync_unix: Option<f64>,
+    /// Why the last poll failed, while it is down.
+    pub last_error: Option<String>,
+    /// Decisions written to the maps.
+    pub applied: u64,
+    /// Entries removed because CrowdSec lifted them.
+    pub deleted: u64,
+    /// Decisions refused by the guard.
+    pub refused: u64,
+    /// Decisions that did not parse.
+    pub malformed: u64,
+    /// Failed polls.
+    pub poll_failures: u64,
 }
 
 /// What the proxy feed delivered and refused since the daemon started.

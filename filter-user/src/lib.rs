@@ -6,6 +6,7 @@
 //! `sensor` (evidence in: [`sensor::RequestEvent`]) → `detect` (rules and rates) →
 //! `enforce` (guard and the map writer: [`enforce::Decision`] in, block maps out).
 //! `bpf` loads, pins and opens the kernel side; `daemon` wires the pipeline together;
+//! `sources` are decision sources beyond the detector (CrowdSec);
 //! `cli` is the operator command line (`blocklist` the list format it imports and exports); `config` the validated settings; `control` the typed
 //! protocol between the CLI and the running daemon.
 
@@ -20,4 +21,5 @@ pub mod detect;
 pub mod enforce;
 pub mod logging;
 pub mod sensor;
+pub mod sources;
 pub mod target;

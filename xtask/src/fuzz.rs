@@ -14,13 +14,14 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Executions per target in the test suite's short, deterministic run.
 const SUITE_RUNS: u64 = 300_000;
 /// The targets in `fuzz/fuzz_targets`.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "http_sample",
     "config",
     "cli_values",
     "proxy_datagram",
     "feed_file_lines",
     "blocklist",
+    "crowdsec_stream",
 ];
 
 fn cargo_fuzz(env: &Env) -> Result<std::path::PathBuf> {

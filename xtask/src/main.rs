@@ -70,6 +70,9 @@ enum Bench {
     Proxy,
     /// `floodgate block import` of 100,000 entries vs `ipset restore` of the same list.
     Import,
+    /// 100,000 CrowdSec decisions at once: Floodgate's maps vs crowdsec-firewall-bouncer's
+    /// nftables sets.
+    Crowdsec,
     /// All of them, then BENCHMARKS.md.
     All,
 }
@@ -124,6 +127,7 @@ fn main() -> Result<()> {
             Bench::Survival => run_tool("bench-survival"),
             Bench::Proxy => run_tool("bench-proxy"),
             Bench::Import => run_tool("bench-import"),
+            Bench::Crowdsec => run_tool("bench-crowdsec"),
             Bench::All => {
                 for tool in [
                     "bench-verdict",
@@ -132,6 +136,7 @@ fn main() -> Result<()> {
                     "bench-survival",
                     "bench-proxy",
                     "bench-import",
+                    "bench-crowdsec",
                 ] {
                     run_tool(tool)?;
                 }

@@ -1,4 +1,5 @@
-//! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival,proxy,import}.json,
+//! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival,proxy,
+//! import,crowdsec}.json,
 //! draws the drop-capacity plot and writes BENCHMARKS.md and bench-results/benchmarks.json.
 
 use std::fmt::Write as _;
@@ -76,13 +77,14 @@ fn plot_drop(drop: &Value) {
 
 fn main() {
     let dir = floodgate_bench::results::dir();
-    let (verdict, detect, drop, survival, proxy, import) = (
+    let (verdict, detect, drop, survival, proxy, import, crowdsec) = (
         read(&dir, "verdict"),
         read(&dir, "detect"),
         read(&dir, "drop"),
         read(&dir, "survival"),
         read(&dir, "proxy"),
         read(&dir, "import"),
+        read(&dir, "crowdsec"),
     );
     plot_drop(&drop);
     let cpu = command(&["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"]);
@@ -90,7 +92,7 @@ fn main() {
     let _ = writeln!(md, "# Floodgate benchmarks\n");
     let _ = writeln!(
         md,
-        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy|import`). \
+        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy|import|crowdsec`). \
          Absolute numbers on a shared 2-core VM move from run to run; the ratios measured in the same run are the result. \
          Every figure is a median of at least 5 runs; the spread (min–max over runs) is given where the runs are in the JSON.\n",
         command(&["nproc"]),
@@ -274,15 +276,16 @@ fn main() {
     );
     proxy_section(&mut md, &proxy);
     import_section(&mut md, &import);
+    crowdsec_section(&mut md, &crowdsec);
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x bench import     # section 6\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
+        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x bench import     # section 6\n./x bench crowdsec   # section 7\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
     );
     std::fs::write(dir.join("../BENCHMARKS.md"), &md).expect("write BENCHMARKS.md");
     std::fs::write(
         dir.join("benchmarks.json"),
         serde_json::to_string_pretty(
-            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "proxy": proxy, "import": import }),
+            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "proxy": proxy, "import": import, "crowdsec": crowdsec }),
         )
         .unwrap(),
     )
@@ -454,5 +457,23 @@ fn import_section(md: &mut String, import: &Value) {
         md,
         "\nFloodgate / ipset restore: **{:.2}×**. aya has no batch map update, so the writer makes one `bpf_map_update_elem` per entry (plus a prefix-hint mark per prefix); ipset sends its whole restore over netlink in batches.\n",
         num(&import["ratio_to_ipset"]),
+    );
+}
+
+fn crowdsec_section(md: &mut String, cs: &Value) {
+    let _ = writeln!(md, "## 7. CrowdSec blocklist load (`./x bench crowdsec`)\n");
+    let _ = writeln!(
+        md,
+        "{} decisions ({} IPv4 and {} IPv6 addresses, {} IPv6 /64 ranges: community-blocklist scale) imported at once into a real LAPI (Debian's crowdsec 1.4.6, `cscli decisions import`); then the time from a bouncer's start until it enforces every one of them (its first poll, `startup=true`): Floodgate (release daemon, a fresh one with empty pinned maps each run, counted in its block maps) and Debian's crowdsec-firewall-bouncer 0.0.25 in nftables mode (counted in its sets, `nft list set`), one after the other in the same namespace against the same LAPI. A start rather than a delta while the bouncer runs: the LAPI's deltas can miss decisions committed during a poll, which would time that race rather than the load (Floodgate asks for the whole set again every 10 minutes for that reason). Median of {} runs. Both figures include the LAPI building its answer (1.0–1.5 s for 100,000 decisions in its own request log on this machine) and Floodgate's includes its start (load, attach: about 0.3 s); the firewall bouncer spends the rest adding the elements to its sets.\n",
+        cs["decisions"], cs["ipv4"], cs["ipv6"], cs["ranges_v6"], cs["runs"]
+    );
+    let _ = writeln!(
+        md,
+        "| bouncer | seconds to enforce all (median) | spread |\n|---|---:|---:|\n| Floodgate (XDP maps) | {:.2} | {} |\n| crowdsec-firewall-bouncer (nftables) | {:.2} | {} |\n\nRatio nftables / Floodgate: **{:.2}×**.\n",
+        cs["floodgate_s"]["median"].as_f64().unwrap_or(0.0),
+        spread(&cs["floodgate_s"]["runs"]),
+        cs["nftables_bouncer_s"]["median"].as_f64().unwrap_or(0.0),
+        spread(&cs["nftables_bouncer_s"]["runs"]),
+        cs["ratio_nftables_over_floodgate"].as_f64().unwrap_or(0.0),
     );
 }

@@ -166,6 +166,7 @@ fn view(target: Target, entry: &BlockEntry, now: u64) -> BlockView {
     let kind = match entry.reason_code {
         filter_common::reason::RULE => "rule",
         filter_common::reason::AGGREGATE => "aggregate",
+        filter_common::reason::CROWDSEC => "crowdsec",
         _ => "manual",
     };
     BlockView {

@@ -15,6 +15,7 @@ use super::{
 use crate::{
     bpf::{attach, pins::Pins},
     control::{self, ClientError, Reply, Request},
+    enforce::Origin,
 };
 
 pub(super) fn stats(pins: &Pins, json: bool) -> Result<()> {
@@ -149,6 +150,27 @@ pub(super) fn status(pins: &Pins, json: bool, socket_flag: Option<&Path>) -> Res
                         );
                     }
                 }
+                match &d.crowdsec {
+                    None => println!("crowdsec      off"),
+                    Some(c) => println!(
+                        "crowdsec      {} {}, last sync {}: {} applied, {} deleted, {} refused, \
+                         {} malformed, {} failed polls{}",
+                        c.lapi_url,
+                        if c.up { "up" } else { "DOWN" },
+                        c.last_sync_unix.map_or_else(
+                            || "never".to_owned(),
+                            |at| format!("{:.0}s ago", (unix_now() - at).max(0.0))
+                        ),
+                        c.applied,
+                        c.deleted,
+                        c.refused,
+                        c.malformed,
+                        c.poll_failures,
+                        c.last_error
+                            .as_ref()
+                            .map_or_else(String::new, |e| format!(" (last error: {e})"))
+                    ),
+                }
             }
         }
     }
@@ -213,7 +235,16 @@ pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Pa
                     r.rule, r.rate, r.threshold
                 );
             }
-            if let Some(d) = &why.decision {
+            if let Some(d) = why
+                .decision
+                .as_ref()
+                .filter(|d| d.origin == Origin::Crowdsec)
+            {
+                println!(
+                    "decision: {} blocked by CrowdSec, scenario '{}', ttl {}s, {}s left",
+                    d.target, d.rule, d.ttl_secs, d.ttl_remaining_secs
+                );
+            } else if let Some(d) = &why.decision {
                 println!(
                     "decision: {} blocked by {:?} '{}' at {:.1} req/s (threshold {:.1}), offence {}, \
                      ttl {}s, {}s left",
@@ -231,6 +262,12 @@ pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Pa
         None => println!("(daemon not reachable: no live rates)"),
     }
     Ok(())
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub(super) fn top(limit: usize, json: bool, socket_flag: Option<&Path>) -> Result<()> {

@@ -7,6 +7,7 @@
 //! a duration or address that does not parse: [`ConfigError::Parse`]), then each section's
 //! `validate` checks ranges and consistency ([`ConfigError::Invalid`]).
 
+pub mod crowdsec;
 mod duration;
 mod escalation;
 mod filter;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::{
+    crowdsec::Crowdsec,
     duration::{Duration, DurationError},
     escalation::{Aggregation, Escalation},
     filter::{AttachMode, Filter, Sampling},
@@ -106,6 +108,8 @@ pub struct Settings {
     pub aggregation: Aggregation,
     /// `[guard]`: the collateral-damage guard.
     pub guard: Guard,
+    /// `[crowdsec]`: enforcing the decisions of a CrowdSec Local API.
+    pub crowdsec: Crowdsec,
 }
 
 impl Default for Settings {
@@ -125,6 +129,7 @@ impl Default for Settings {
             escalation: Escalation::default(),
             aggregation: Aggregation::default(),
             guard: Guard::default(),
+            crowdsec: Crowdsec::default(),
         }
     }
 }
@@ -139,7 +144,8 @@ impl Settings {
         rules::validate(&self.rules, "rules")?;
         self.escalation.validate("escalation")?;
         self.aggregation.validate("aggregation")?;
-        self.guard.validate("guard")
+        self.guard.validate("guard")?;
+        self.crowdsec.validate("crowdsec")
     }
 }
 

@@ -147,6 +147,18 @@ pub(crate) fn export_kernel_counters(counters: &[u64; counter::COUNT as usize]) 
     metrics::counter!(SAMPLES, "fate" => "unverified")
         .absolute(counters[counter::SAMPLES_UNVERIFIED as usize]);
 }
+/// 1 when `[crowdsec]` is enabled, else 0.
+pub(crate) const CROWDSEC_CONFIGURED: &str = "floodgate_crowdsec_configured";
+/// 1 after a successful poll of the LAPI, 0 after a failed one or when CrowdSec is off.
+pub(crate) const CROWDSEC_UP: &str = "floodgate_crowdsec_up";
+/// CrowdSec decisions by outcome (label `action`: applied, deleted, refused, malformed).
+pub(crate) const CROWDSEC_DECISIONS: &str = "floodgate_crowdsec_decisions_total";
+/// Failed polls of the LAPI decision stream.
+pub(crate) const CROWDSEC_POLL_FAILURES: &str = "floodgate_crowdsec_poll_failures_total";
+/// Unix time of the last successful poll of the LAPI.
+pub(crate) const CROWDSEC_LAST_SYNC: &str = "floodgate_crowdsec_last_sync_timestamp_seconds";
+/// The `action` labels of [`CROWDSEC_DECISIONS`].
+pub(crate) const CROWDSEC_ACTIONS: [&str; 4] = ["applied", "deleted", "refused", "malformed"];
 
 /// Installs the exporter on `listen` (inside the running tokio runtime) and describes metrics.
 pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
@@ -255,7 +267,38 @@ pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
         Unit::Count,
         "Decisions that could not be written"
     );
+    describe_gauge!(CROWDSEC_CONFIGURED, "1 when [crowdsec] is enabled");
+    describe_gauge!(
+        CROWDSEC_UP,
+        "1 after a successful poll of the CrowdSec LAPI, 0 after a failed one or when off"
+    );
+    describe_counter!(
+        CROWDSEC_DECISIONS,
+        Unit::Count,
+        "CrowdSec decisions by outcome (applied, deleted, refused by the guard, malformed)"
+    );
+    describe_counter!(
+        CROWDSEC_POLL_FAILURES,
+        Unit::Count,
+        "Failed polls of the CrowdSec LAPI decision stream"
+    );
+    describe_gauge!(
+        CROWDSEC_LAST_SYNC,
+        Unit::Seconds,
+        "Unix time of the last successful poll of the CrowdSec LAPI"
+    );
     Ok(())
+}
+
+/// Registers the CrowdSec metrics at their starting values, so that they exist from the start.
+pub(crate) fn register_crowdsec(configured: bool) {
+    metrics::gauge!(CROWDSEC_CONFIGURED).set(f64::from(u8::from(configured)));
+    metrics::gauge!(CROWDSEC_UP).set(0.0);
+    metrics::gauge!(CROWDSEC_LAST_SYNC).set(0.0);
+    metrics::counter!(CROWDSEC_POLL_FAILURES).absolute(0);
+    for action in CROWDSEC_ACTIONS {
+        metrics::counter!(CROWDSEC_DECISIONS, "action" => action).absolute(0);
+    }
 }
 
 /// Resident set size of this process, from /proc/self/statm.

@@ -7,6 +7,7 @@
 //! keeps enforcing. The loop holds no detection or map logic of its own.
 
 mod control;
+mod crowdsec;
 mod links;
 pub mod metrics;
 mod notify;
@@ -242,6 +243,7 @@ struct Daemon {
     proxy_file_problem: Option<String>,
     proxy_file_backlog: u64,
     proxy_counts: ProxyCounts,
+    crowdsec: Option<crowdsec::Bouncer>,
     calls: mpsc::Receiver<Call>,
     last_tick: Instant,
     last_sweep: Instant,
@@ -255,6 +257,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(pins: Pins, settings: Settings, source: ConfigSource, args: &RunArgs) -> Result<Self> {
+        let crowdsec_key = crowdsec::key(&settings)?;
         load_and_attach(&pins, &settings)?;
         let maps = Maps::open(&pins)?;
         let mut writer = MapWriter::open(&pins)?;
@@ -293,6 +296,7 @@ impl Daemon {
             FeedFile::new(path, &allowed_uids(&settings))
         });
         ::metrics::gauge!(m::PROXY_FILE_UP).set(0.0);
+        let crowdsec = crowdsec::Bouncer::start(&settings, crowdsec_key);
         let mut interfaces = Interfaces::new(
             &settings.filter.interfaces,
             attach::mode(settings.filter.attach_mode == AttachMode::Skb),
@@ -315,6 +319,7 @@ impl Daemon {
             proxy_file_problem: None,
             proxy_file_backlog: 0,
             proxy_counts: ProxyCounts::default(),
+            crowdsec,
             calls,
             last_tick: Instant::now(),
             last_sweep: Instant::now(),
@@ -372,6 +377,7 @@ impl Daemon {
                     }
                 }
                 _ = file_ticker.tick(), if self.proxy_file.is_some() => self.read_proxy_file(),
+                Some(event) = crowdsec::next_event(self.crowdsec.as_mut()) => self.crowdsec_event(event),
                 Some(call) = self.calls.recv() => {
                     let reply = self.answer(call.request);
                     let _ = call.reply.send(reply);
@@ -742,6 +748,7 @@ impl Daemon {
                     cut: self.proxy_counts.cut,
                     dropped: self.proxy_counts.dropped,
                 }),
+                crowdsec: self.crowdsec.as_ref().map(crowdsec::Bouncer::status),
             }),
             Request::Reload => match self.reload() {
                 Ok(reloaded) => Reply::Reloaded(reloaded),

@@ -89,6 +89,7 @@ impl Daemon {
         new.metrics.listen = self.settings.metrics.listen;
         new.control.socket.clone_from(&self.settings.control.socket);
         new.proxy.clone_from(&self.settings.proxy);
+        new.crowdsec.clone_from(&self.settings.crowdsec);
         let previous_allow = self.settings.allow.clone();
         if let Err(err) = self.apply_kernel_settings(&new, &previous_allow) {
             // Partly written: put the running configuration's values back.

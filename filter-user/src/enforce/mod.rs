@@ -21,6 +21,8 @@ pub enum Origin {
     Aggregate,
     /// An operator (`floodgate block add`).
     Operator,
+    /// A CrowdSec decision from the LAPI stream (`[crowdsec]`).
+    Crowdsec,
 }
 
 impl Origin {
@@ -31,6 +33,7 @@ impl Origin {
             Self::Rule => filter_common::reason::RULE,
             Self::Aggregate => filter_common::reason::AGGREGATE,
             Self::Operator => filter_common::reason::MANUAL,
+            Self::Crowdsec => filter_common::reason::CROWDSEC,
         }
     }
 
@@ -41,8 +44,17 @@ impl Origin {
         match code {
             filter_common::reason::RULE => Self::Rule,
             filter_common::reason::AGGREGATE => Self::Aggregate,
+            filter_common::reason::CROWDSEC => Self::Crowdsec,
             _ => Self::Operator,
         }
+    }
+
+    /// True when the writer may evict this origin's exact entries to make room in a full map:
+    /// only the daemon's own detections. An operator's block and a CrowdSec decision are
+    /// someone else's judgement, kept until they expire or their author lifts them.
+    #[must_use]
+    pub(crate) fn evictable(self) -> bool {
+        matches!(self, Self::Rule | Self::Aggregate)
     }
 }
 

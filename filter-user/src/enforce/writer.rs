@@ -22,6 +22,10 @@ use crate::{
 /// Entries the sweep removes per call at most (the rest wait for the next sweep), so that a
 /// mass expiry cannot stall the loop.
 const SWEEP_BATCH: usize = 65_536;
+/// A decision for a target already blocked is written only when it extends the block by at
+/// least this much.
+pub const MIN_EXTENSION: std::time::Duration = std::time::Duration::from_secs(1);
+const MIN_EXTENSION_NS: u64 = MIN_EXTENSION.as_nanos() as u64;
 /// Stale index entries looked past per eviction before giving up.
 const EVICTION_TRIES: usize = 64;
 /// Full map with nothing evictable in the index: re-read the maps at most this often, in case
@@ -57,7 +61,7 @@ pub struct MapWriter {
 fn evictable(target: Target, entry: &BlockEntry) -> bool {
     target.is_host()
         && entry.expires_ns != 0
-        && Origin::from_reason_code(entry.reason_code) != Origin::Operator
+        && Origin::from_reason_code(entry.reason_code).evictable()
 }
 
 impl MapWriter {
@@ -124,7 +128,9 @@ impl MapWriter {
     }
 
     /// Writes a decision: never shortens a block already in force (an operator's permanent
-    /// one, say), and remembers the decision for `why`.
+    /// one, say), nor rewrites one it would extend by less than [`MIN_EXTENSION`] (a CrowdSec
+    /// resync sends the same decisions again: their hit counters stay), and remembers the
+    /// decision for `why`.
     pub fn write_decision(&mut self, decision: &Decision) -> Result<Written, MapsError> {
         let entry = block_entry(
             Some(decision.ttl),
@@ -133,7 +139,8 @@ impl MapWriter {
         );
         if let Some(existing) = self.entry(decision.target)?
             && existing.in_force(monotonic_ns())
-            && (existing.expires_ns == 0 || existing.expires_ns >= entry.expires_ns)
+            && (existing.expires_ns == 0
+                || existing.expires_ns.saturating_add(MIN_EXTENSION_NS) >= entry.expires_ns)
         {
             return Ok(Written::AlreadyInForce);
         }
@@ -264,6 +271,40 @@ impl MapWriter {
             Err(err) if is_missing(&err) => Ok(false),
             Err(err) => Err(map_err("remove", map)(err)),
         }
+    }
+
+    /// Removes this target's entry only when `origin` wrote it (a CrowdSec delete never lifts
+    /// an operator's or a rule's block of the same target); false if there was none of it.
+    pub(crate) fn remove_from(
+        &mut self,
+        target: Target,
+        origin: Origin,
+    ) -> Result<bool, MapsError> {
+        match self.entry(target)? {
+            Some(entry) if Origin::from_reason_code(entry.reason_code) == origin => {
+                self.remove_entry(target)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Every target in the maps that `origin` wrote (one pass over both maps).
+    pub(crate) fn targets_from(&self, origin: Origin) -> Result<Vec<Target>, MapsError> {
+        let code = origin.reason_code();
+        let mut out = Vec::new();
+        for item in self.exact.iter() {
+            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_EXACT))?;
+            if entry.reason_code == code {
+                out.push(Target::from_key(key, 128));
+            }
+        }
+        for item in self.prefix.iter() {
+            let (key, entry) = item.map_err(map_err("iterate", maps::BLOCK_PREFIX))?;
+            if entry.reason_code == code {
+                out.push(Target::from_key(key.data(), key.prefix_len()));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes every block entry; returns how many.
