@@ -1,8 +1,8 @@
 //! Reloading the configuration (SIGHUP or a `reload` control request): the file the daemon
 //! was started with is re-read and validated, then applied to the kernel settings and the
-//! detector, bracketed by systemd's RELOADING=1 … READY=1. Interfaces, listeners and the
-//! proxy feed are fixed at start. A file that does not load or apply leaves the running
-//! configuration in force, and the caller gets the typed reason.
+//! detector, bracketed by systemd's RELOADING=1 … READY=1. Interfaces, listeners, the proxy
+//! feed and the CrowdSec bouncer are fixed at start. A file that does not load or apply leaves
+//! the running configuration in force, and the caller gets the typed reason.
 
 use filter_common::config;
 
