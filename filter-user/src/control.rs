@@ -76,7 +76,7 @@ pub(crate) enum Reply {
     /// Answer to [`Request::Why`].
     Why(WhyReply),
     /// Answer to [`Request::Status`].
-    Status(StatusReply),
+    Status(Box<StatusReply>),
     /// Answer to [`Request::Refresh`].
     Refreshed {
         /// Exact entries the daemon now knows.

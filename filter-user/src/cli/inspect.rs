@@ -45,7 +45,7 @@ pub(super) fn status(pins: &Pins, json: bool, socket_flag: Option<&Path>) -> Res
     let maps = open(pins)?;
     // The daemon's own view, when it runs.
     let daemon = match control::request(&socket(socket_flag), Request::Status) {
-        Ok(Reply::Status(status)) => Some(status),
+        Ok(Reply::Status(status)) => Some(*status),
         Ok(other) => anyhow::bail!("the daemon answered `status` with {other:?}"),
         Err(ClientError::DaemonDown { .. }) => None,
         Err(err) => return Err(err.into()),

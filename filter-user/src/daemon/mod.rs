@@ -526,7 +526,7 @@ impl Daemon {
                     }),
             }),
             Request::Why { addr } => Reply::Why(self.why(addr)),
-            Request::Status => Reply::Status(StatusReply {
+            Request::Status => Reply::Status(Box::new(StatusReply {
                 interfaces: self.interfaces.states().to_vec(),
                 sample_every: self.sample_every,
                 tracked: self.detector.tracked(),
@@ -546,7 +546,7 @@ impl Daemon {
                     dropped: self.proxy_counts.dropped,
                 }),
                 crowdsec: self.crowdsec.as_ref().map(crowdsec::Bouncer::status),
-            }),
+            })),
             Request::Reload => match self.reload() {
                 Ok(reloaded) => Reply::Reloaded(reloaded),
                 Err(error) => Reply::Error { error },
