@@ -100,6 +100,16 @@ impl Drop for TempPins {
     }
 }
 
+/// The Debian package under test (`FLOODGATE_DEB`, built and set by `cargo xtask test`).
+#[must_use]
+pub fn floodgate_deb() -> PathBuf {
+    let path = std::env::var_os("FLOODGATE_DEB")
+        .map(PathBuf::from)
+        .expect("FLOODGATE_DEB is not set: run the suite with ./x test, which builds the package");
+    assert!(path.exists(), "{} missing", path.display());
+    path
+}
+
 /// The `floodgate` binary under test (`FLOODGATE_BIN`, set by `cargo xtask test`).
 #[must_use]
 pub fn floodgate_bin() -> PathBuf {

@@ -4,15 +4,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use floodgate_tests::unique;
-
-fn deb() -> PathBuf {
-    let path = std::env::var_os("FLOODGATE_DEB")
-        .map(PathBuf::from)
-        .expect("FLOODGATE_DEB is not set: run the suite with ./x test, which builds the package");
-    assert!(path.exists(), "{} missing", path.display());
-    path
-}
+use floodgate_tests::{floodgate_deb, unique};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -34,13 +26,16 @@ impl Drop for Extracted {
 
 fn extract() -> Extracted {
     let dir = std::env::temp_dir().join(unique("fg-deb-"));
-    run(Command::new("dpkg-deb").arg("-x").arg(deb()).arg(&dir));
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(floodgate_deb())
+        .arg(&dir));
     Extracted(dir)
 }
 
 #[test]
 fn package_contents_and_control() {
-    let listing = run(Command::new("dpkg-deb").arg("-c").arg(deb()));
+    let listing = run(Command::new("dpkg-deb").arg("-c").arg(floodgate_deb()));
     for path in [
         "./usr/bin/floodgate",
         "./lib/systemd/system/floodgate.service",
@@ -61,7 +56,7 @@ fn package_contents_and_control() {
         );
     }
     assert!(listing.contains("-rwxr-xr-x root/root") && listing.contains("./usr/bin/floodgate"));
-    let control = run(Command::new("dpkg-deb").arg("-f").arg(deb()));
+    let control = run(Command::new("dpkg-deb").arg("-f").arg(floodgate_deb()));
     assert!(control.contains("Package: floodgate"), "{control}");
     assert!(
         control.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
@@ -72,7 +67,9 @@ fn package_contents_and_control() {
         control.contains("Depends: libc6 (>= 2.34), libgcc-s1 (>= 4.2), iproute2\n"),
         "{control}"
     );
-    let conffiles = run(Command::new("dpkg-deb").args(["--ctrl-tarfile"]).arg(deb()));
+    let conffiles = run(Command::new("dpkg-deb")
+        .args(["--ctrl-tarfile"])
+        .arg(floodgate_deb()));
     assert!(
         conffiles.contains("/etc/floodgate/floodgate.toml"),
         "the configuration is a conffile"

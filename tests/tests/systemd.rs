@@ -6,21 +6,14 @@
 //! keeps it, stop leaves the filter enforcing, the journal has the daemon's lines, and no
 //! unit fails. The test command builds the package and passes its path in FLOODGATE_DEB.
 
-use std::{net::IpAddr, path::PathBuf, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use floodgate_tests::{
+    floodgate_deb,
     net::{CLIENT_V4, SERVER_V4, Testbed},
     systemd::Container,
     wait_until,
 };
-
-fn deb() -> PathBuf {
-    let path = std::env::var_os("FLOODGATE_DEB")
-        .map(PathBuf::from)
-        .expect("FLOODGATE_DEB is not set: run the suite with ./x test, which builds the package");
-    assert!(path.exists(), "{} missing", path.display());
-    path
-}
 
 fn config(iface: &str, extra_top: &str, ports: &str) -> String {
     format!("{extra_top}\n[filter]\ninterfaces = [\"{iface}\"]\nports = {ports}\n")
@@ -87,7 +80,7 @@ fn the_package_under_a_real_systemd() {
     let iface = tb.server_if.clone();
     let c = Container::boot(
         &tb.server,
-        &deb(),
+        &floodgate_deb(),
         &[
             ("/etc/floodgate/floodgate.toml", config(&iface, "", "[80]")),
             ("/etc/nginx/conf.d/site.conf", SITE.to_owned()),

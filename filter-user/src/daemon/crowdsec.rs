@@ -13,7 +13,7 @@ use crate::{
     clock::monotonic_ns,
     config::Settings,
     control::CrowdsecStatus,
-    enforce::{Decision, Origin, guard, writer::Written},
+    enforce::{Decision, Origin, writer::Written},
     sources::crowdsec::{self as source, Event, stream::CsDecision},
     target::Target,
 };
@@ -156,19 +156,7 @@ impl Daemon {
                 offence: 1,
                 origin: Origin::Crowdsec,
             };
-            let allowed = self.maps.is_allowed(d.target.ip).unwrap_or_else(|err| {
-                log::warn!(
-                    "allow list lookup for {}: {err}; refusing to block it",
-                    d.target
-                );
-                true
-            });
-            let (inside, total) = if d.target.is_host() {
-                (0, 0)
-            } else {
-                self.detector.legit_clients(&d.target)
-            };
-            if let Err(refusal) = guard::check(&d, allowed, inside, total, &self.settings) {
+            if let Err(refusal) = self.guard_check(&d) {
                 ::metrics::counter!(m::REFUSED, "reason" => refusal.label()).increment(1);
                 if refused < LOGGED_REFUSALS as u64 {
                     log::warn!(

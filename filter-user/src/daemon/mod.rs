@@ -342,6 +342,25 @@ impl Daemon {
         }
     }
 
+    /// The guard's verdict on `d`, whatever its origin: the allow list (a failed lookup
+    /// refuses, the safe side), the width limit and, for a prefix, the legitimate clients it
+    /// would cover.
+    fn guard_check(&self, d: &Decision) -> Result<(), guard::Refusal> {
+        let allowed = self.maps.is_allowed(d.target.ip).unwrap_or_else(|err| {
+            log::warn!(
+                "allow list lookup for {}: {err}; refusing to block it",
+                d.target
+            );
+            true
+        });
+        let (inside, total) = if d.target.is_host() {
+            (0, 0)
+        } else {
+            self.detector.legit_clients(&d.target)
+        };
+        guard::check(d, allowed, inside, total, &self.settings)
+    }
+
     fn apply(&mut self, d: &Decision) {
         let action = m::decision_action(d.block);
         ::metrics::counter!(m::DECISIONS, "rule" => d.rule.clone(), "action" => action)
@@ -356,19 +375,7 @@ impl Daemon {
             );
             return;
         }
-        let allowed = self.maps.is_allowed(d.target.ip).unwrap_or_else(|err| {
-            log::warn!(
-                "allow list lookup for {}: {err}; refusing to block it",
-                d.target
-            );
-            true
-        });
-        let (inside, total) = if d.target.is_host() {
-            (0, 0)
-        } else {
-            self.detector.legit_clients(&d.target)
-        };
-        if let Err(refusal) = guard::check(d, allowed, inside, total, &self.settings) {
+        if let Err(refusal) = self.guard_check(d) {
             ::metrics::counter!(m::REFUSED, "reason" => refusal.label()).increment(1);
             log::warn!(
                 "refused to block {} (rule {}, {:.0} req/s): {refusal}",
