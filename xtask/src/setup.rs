@@ -141,11 +141,13 @@ fn apt_packages() -> Result<()> {
     };
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
-    if missing.contains(&"crowdsec") {
+    // Before every attempt: a half-configured crowdsec runs its postinst again.
+    let offline_crowdsec = || -> Result<()> {
         let creds = Path::new(CROWDSEC_ONLINE_CREDENTIALS);
-        if std::fs::metadata(creds)
-            .map(|m| m.len() == 0)
-            .unwrap_or(true)
+        if missing.contains(&"crowdsec")
+            && std::fs::metadata(creds)
+                .map(|m| m.len() == 0)
+                .unwrap_or(true)
         {
             std::fs::create_dir_all("/etc/crowdsec")?;
             std::fs::write(
@@ -154,12 +156,15 @@ fn apt_packages() -> Result<()> {
             )
             .context(CROWDSEC_ONLINE_CREDENTIALS)?;
         }
-    }
+        Ok(())
+    };
     // Keep the packages' services from starting on install (policy-rc.d, as in containers).
     let policy = NoServiceStarts::install()?;
+    offline_crowdsec()?;
     if !apt(&install) {
         say("apt-get install failed; updating the package lists and retrying");
         ensure!(apt(&["update", "-q"]), "apt-get update failed");
+        offline_crowdsec()?;
         ensure!(
             apt(&install),
             "apt-get install {} failed",
