@@ -284,7 +284,7 @@ impl Testbed {
         let dir = std::env::temp_dir().join(unique("fg-daemon-"));
         std::fs::create_dir_all(&dir).expect("daemon dir");
         let config_path = dir.join("floodgate.toml");
-        std::fs::write(&config_path, with_private_feed(config, &dir)).expect("write config");
+        std::fs::write(&config_path, private_feed(config, &dir)).expect("write config");
         let socket = pins.control_socket();
         let mut process = ChildGuard::spawn(
             &unique("floodgate"),
@@ -362,7 +362,8 @@ impl Drop for Daemon {
 
 /// `config` with the proxy feed's socket and file in `dir` where the test did not place them,
 /// so that no test daemon touches the host's /run/floodgate.
-fn with_private_feed(config: &str, dir: &Path) -> String {
+#[must_use]
+pub fn private_feed(config: &str, dir: &Path) -> String {
     let (file, socket) = (dir.join("requests.log"), dir.join("requests.sock"));
     if !config.contains("[proxy]") {
         return format!(

@@ -342,7 +342,11 @@ fn systemd_notify_protocol_ready_reloading_stopping() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let config = dir.join("floodgate.toml");
-    std::fs::write(&config, test_config("")).unwrap();
+    std::fs::write(
+        &config,
+        floodgate_tests::net::private_feed(&test_config(""), &dir),
+    )
+    .unwrap();
     let mut daemon = floodgate_tests::ChildGuard::spawn(
         &floodgate_tests::unique("floodgate-notify"),
         tb.server
