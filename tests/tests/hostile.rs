@@ -94,6 +94,81 @@ fn collateral_damage_guard_refuses_and_logs() {
 }
 
 #[test]
+fn flood_members_not_yet_blocked_do_not_shield_their_prefix() {
+    // 120 flooders in one /24, starting 10 ms apart: when the 16th is blocked and the /24 is
+    // aggregated, most of the others are flooding but not yet over the threshold. They are no
+    // legitimate clients of that /24 (the guard once counted them and refused it); the behaved
+    // clients elsewhere and one behaved neighbour inside are.
+    let tb = Testbed::new();
+    let flooders: Vec<IpAddr> = (1..=120)
+        .map(|i| format!("198.18.4.{i}").parse().unwrap())
+        .collect();
+    let neighbour: IpAddr = "198.18.4.250".parse().unwrap();
+    let behaved: Vec<IpAddr> = (1..=20)
+        .map(|i| format!("198.18.9.{i}").parse().unwrap())
+        .chain([neighbour])
+        .collect();
+    tb.add_client_addrs(&flooders);
+    tb.add_client_addrs(&behaved);
+    let _nginx = tb.start_nginx();
+    let pins = TempPins::new();
+    let daemon = tb.start_daemon(
+        &pins,
+        &test_config(
+            "[[rules]]\nname = \"per-source-flood\"\nsensor = \"kernel\"\nthreshold_rps = 100.0\n",
+        ),
+    );
+    std::thread::scope(|s| {
+        for client in &behaved {
+            s.spawn(|| {
+                let end = Instant::now() + Duration::from_secs(8);
+                while Instant::now() < end {
+                    let _ = tb.get_timeout(*client, SERVER_V4.into(), Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            });
+        }
+        // Behaved clients are known for a while before the flood.
+        std::thread::sleep(Duration::from_secs(2));
+        let out = tb
+            .client
+            .cmd(env!("CARGO_BIN_EXE_loadgen"))
+            .args([
+                format!("{SERVER_V4}:80"),
+                "200".into(),
+                "4".into(),
+                "100".into(),
+            ])
+            .args(flooders.iter().map(ToString::to_string))
+            .env("LOADGEN_STAGGER_MS", "10")
+            .output()
+            .expect("run loadgen");
+        assert!(
+            out.status.success(),
+            "loadgen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let aggregated = wait_until(Duration::from_secs(10), || {
+        blocked_targets(&pins).contains(&"198.18.4.0/24".to_owned())
+    });
+    let log = daemon.process.log();
+    assert!(
+        aggregated,
+        "the flood's /24 was not aggregated: {:?}\n{log}",
+        blocked_targets(&pins)
+    );
+    assert!(!log.contains("refused to block 198.18.4.0/24"), "{log}");
+    let blocked = blocked_targets(&pins);
+    for client in &behaved[..20] {
+        assert!(
+            !blocked.contains(&client.to_string()),
+            "behaved {client} blocked"
+        );
+    }
+}
+
+#[test]
 fn a_full_block_map_evicts_the_daemons_soonest_entry() {
     let tb = Testbed::new();
     let flooder: IpAddr = "198.18.2.1".parse().unwrap();
