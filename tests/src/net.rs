@@ -414,6 +414,18 @@ impl Testbed {
     /// Floods nginx on port 80 from `sources` at `rate` requests/s each for `seconds` with the
     /// loadgen tool at `loadgen` (`env!("CARGO_BIN_EXE_loadgen")` in a test); asserts it ran.
     pub fn loadgen(&self, loadgen: &str, sources: &[IpAddr], rate: u32, seconds: u32) {
+        self.loadgen_staggered(loadgen, sources, rate, seconds, 20);
+    }
+
+    /// [`Testbed::loadgen`] with the sources starting `stagger_ms` apart.
+    pub fn loadgen_staggered(
+        &self,
+        loadgen: &str,
+        sources: &[IpAddr],
+        rate: u32,
+        seconds: u32,
+        stagger_ms: u32,
+    ) {
         let mut args = vec![
             format!("{SERVER_V4}:80"),
             rate.to_string(),
@@ -425,6 +437,7 @@ impl Testbed {
             .client
             .cmd(loadgen)
             .args(&args)
+            .env("LOADGEN_STAGGER_MS", stagger_ms.to_string())
             .output()
             .expect("run loadgen");
         assert!(

@@ -200,7 +200,11 @@ fn https_and_http2_floods_are_blocked_behind_nginx() {
     let proxy = &status["daemon"]["proxy"];
     assert!(proxy["events"].as_u64().unwrap() > 1000, "{status}");
     assert_eq!(proxy["file_problem"], serde_json::Value::Null, "{status}");
-    // What was read is freed: the file holds about the unread part only.
+    // What was read is freed: once the daemon has caught up, the file holds about nothing.
+    let caught_up = wait_until(Duration::from_secs(10), || {
+        floodgate_json(&pins, &["status", "--json"])["daemon"]["proxy"]["file_backlog"] == 0
+    });
+    assert!(caught_up, "the daemon did not catch up with the feed file");
     let allocated =
         std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&file).unwrap()) * 512;
     assert!(

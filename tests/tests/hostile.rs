@@ -130,24 +130,7 @@ fn flood_members_not_yet_blocked_do_not_shield_their_prefix() {
         }
         // Behaved clients are known for a while before the flood.
         std::thread::sleep(Duration::from_secs(2));
-        let out = tb
-            .client
-            .cmd(env!("CARGO_BIN_EXE_loadgen"))
-            .args([
-                format!("{SERVER_V4}:80"),
-                "200".into(),
-                "4".into(),
-                "100".into(),
-            ])
-            .args(flooders.iter().map(ToString::to_string))
-            .env("LOADGEN_STAGGER_MS", "10")
-            .output()
-            .expect("run loadgen");
-        assert!(
-            out.status.success(),
-            "loadgen: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        tb.loadgen_staggered(env!("CARGO_BIN_EXE_loadgen"), &flooders, 200, 4, 10);
     });
     let aggregated = wait_until(Duration::from_secs(10), || {
         blocked_targets(&pins).contains(&"198.18.4.0/24".to_owned())

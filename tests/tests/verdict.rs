@@ -581,46 +581,57 @@ fn the_prefix_hint_never_hides_a_prefix() {
     f.filter.set_ports(&[80], &[443]).unwrap();
     let forever = block_entry(None, reason::MANUAL, "hint");
     let cases = [
-        ("198.18.77.0/24", Ipv4Addr::new(198, 18, 77, 9)),
-        ("10.0.0.0/8", Ipv4Addr::new(10, 200, 1, 1)),
-        ("192.0.0.0/6", Ipv4Addr::new(195, 7, 7, 7)),
-    ];
-    for (prefix, member) in cases {
-        let packet = v4_tcp(member, DST4, 80, b"x");
-        assert_eq!(f.run(&packet).unwrap(), XDP_PASS, "{prefix}: before");
-        f.writer.write(prefix.parse().unwrap(), &forever).unwrap();
-        assert_eq!(
-            f.run(&packet).unwrap(),
-            XDP_DROP,
-            "{prefix}: {member} in force"
-        );
-    }
-    let v6 = [
+        (
+            "198.18.77.0/24",
+            v4_tcp(Ipv4Addr::new(198, 18, 77, 9), DST4, 80, b"x"),
+        ),
+        (
+            "10.0.0.0/8",
+            v4_tcp(Ipv4Addr::new(10, 200, 1, 1), DST4, 80, b"x"),
+        ),
+        (
+            "192.0.0.0/6",
+            v4_tcp(Ipv4Addr::new(195, 7, 7, 7), DST4, 80, b"x"),
+        ),
         (
             "2001:2:77::/48",
-            Ipv6Addr::new(0x2001, 2, 0x77, 0, 0, 0, 0, 9),
+            v6_tcp(
+                Ipv6Addr::new(0x2001, 2, 0x77, 0, 0, 0, 0, 9),
+                DST6,
+                80,
+                b"x",
+            ),
         ),
-        ("2001::/16", Ipv6Addr::new(0x2001, 0xabcd, 0, 0, 0, 0, 0, 1)),
+        (
+            "2001::/16",
+            v6_tcp(
+                Ipv6Addr::new(0x2001, 0xabcd, 0, 0, 0, 0, 0, 1),
+                DST6,
+                80,
+                b"x",
+            ),
+        ),
     ];
-    for (prefix, member) in v6 {
-        let packet = v6_tcp(member, DST6, 80, b"x");
-        assert_eq!(f.run(&packet).unwrap(), XDP_PASS, "{prefix}: before");
+    for (prefix, packet) in &cases {
+        assert_eq!(f.run(packet).unwrap(), XDP_PASS, "{prefix}: before");
         f.writer.write(prefix.parse().unwrap(), &forever).unwrap();
         assert_eq!(
-            f.run(&packet).unwrap(),
+            f.run(packet).unwrap(),
             XDP_DROP,
-            "{prefix}: {member} in force"
+            "{prefix}: member in force"
         );
     }
     // Removed and tidied: the member passes (and the hint no longer sends it to the trie).
-    let (prefix, member) = cases[0];
+    let (prefix, packet) = &cases[0];
     assert!(f.writer.remove(prefix.parse().unwrap()).unwrap());
     f.writer.tidy_hint(false).unwrap();
-    assert_eq!(f.run(&v4_tcp(member, DST4, 80, b"x")).unwrap(), XDP_PASS);
+    assert_eq!(f.run(packet).unwrap(), XDP_PASS);
     // The others are still in force after the rebuild.
-    assert_eq!(
-        f.run(&v4_tcp(cases[1].1, DST4, 80, b"x")).unwrap(),
-        XDP_DROP,
-        "a rebuild keeps the marks other prefixes need"
-    );
+    for (prefix, packet) in &cases[1..] {
+        assert_eq!(
+            f.run(packet).unwrap(),
+            XDP_DROP,
+            "{prefix}: a rebuild keeps the marks other prefixes need"
+        );
+    }
 }

@@ -157,13 +157,7 @@ fn main() {
     let mut nft = Vec::new();
     let mut bouncer_log = String::new();
     for run in 1..=RUNS {
-        for (family, table) in [("ip", "crowdsec"), ("ip6", "crowdsec6")] {
-            let _ = tb
-                .server
-                .cmd("nft")
-                .args(["delete", "table", family, table])
-                .output();
-        }
+        delete_bouncer_tables(&tb.server);
         let started = Instant::now();
         let bouncer = ChildGuard::spawn(
             &unique("cs-firewall-bouncer"),
@@ -185,13 +179,7 @@ fn main() {
         nft.push(took);
         bouncer_log = bouncer.log();
     }
-    for (family, table) in [("ip", "crowdsec"), ("ip6", "crowdsec6")] {
-        let _ = tb
-            .server
-            .cmd("nft")
-            .args(["delete", "table", family, table])
-            .output();
-    }
+    delete_bouncer_tables(&tb.server);
 
     let (fg, nf) = (median(&mut floodgate), median(&mut nft));
     let ratio = nf / fg;
@@ -220,4 +208,14 @@ fn main() {
         eprintln!("firewall bouncer errors:\n{bouncer_log}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Removes the firewall bouncer's nftables tables from `ns` (absent ones are fine).
+fn delete_bouncer_tables(ns: &floodgate_tests::net::NetNs) {
+    for (family, table) in [("ip", "crowdsec"), ("ip6", "crowdsec6")] {
+        let _ = ns
+            .cmd("nft")
+            .args(["delete", "table", family, table])
+            .output();
+    }
 }

@@ -15,20 +15,16 @@ fn read(dir: &std::path::Path, name: &str) -> Value {
 }
 
 fn spread(runs: &Value) -> String {
-    let v: Vec<f64> = runs
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_f64).collect())
-        .unwrap_or_default();
-    if v.is_empty() {
-        return String::new();
-    }
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.2}–{max:.2}")
+    spread_with(runs, 2)
 }
 
 /// Like [`spread`] for large rates (no decimals).
 fn spread_rate(runs: &Value) -> String {
+    spread_with(runs, 0)
+}
+
+/// "min–max" of the runs, with `decimals` places ("" without runs).
+fn spread_with(runs: &Value, decimals: usize) -> String {
     let v: Vec<f64> = runs
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_f64).collect())
@@ -38,7 +34,7 @@ fn spread_rate(runs: &Value) -> String {
     }
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.0}–{max:.0}")
+    format!("{min:.decimals$}–{max:.decimals$}")
 }
 
 fn command(args: &[&str]) -> String {
