@@ -52,6 +52,8 @@ enum Task {
     Bench {
         /// Which benchmark.
         which: Bench,
+        /// Arguments for the benchmark tool (`survival plaintext|https`: one scenario).
+        args: Vec<String>,
     },
 }
 
@@ -63,7 +65,8 @@ enum Bench {
     Detect,
     /// Drop capacity on a veth pair vs iptables, nftables, generic XDP, minimal XDP, drop-all.
     Drop,
-    /// Flood survival of a bounded-capacity app: none vs nginx limit_req vs Floodgate.
+    /// Flood survival of a bounded-capacity app: none vs nginx limit_req vs fail2ban vs
+    /// CrowdSec vs Floodgate, over plaintext HTTP/1.1 and over HTTPS with HTTP/2.
     Survival,
     /// The proxy request feed: ingest vs a generic JSON parse, nginx at saturation with the
     /// feed on and off, detection latency over HTTPS vs plaintext.
@@ -111,7 +114,7 @@ fn main() -> Result<()> {
             )
         }
         Task::Test => test(),
-        Task::Loadtest => run_tool("loadtest"),
+        Task::Loadtest => run_tool("loadtest", &[]),
         Task::Fuzz { time, packets } => {
             let env = setup::setup(true)?;
             fuzz::fuzz(&env, time, packets, true)
@@ -120,14 +123,14 @@ fn main() -> Result<()> {
             let env = setup::setup(true)?;
             package::package(&env).map(|_| ())
         }
-        Task::Bench { which } => match which {
-            Bench::Verdict => run_tool("bench-verdict"),
-            Bench::Detect => run_tool("bench-detect"),
-            Bench::Drop => run_tool("bench-drop"),
-            Bench::Survival => run_tool("bench-survival"),
-            Bench::Proxy => run_tool("bench-proxy"),
-            Bench::Import => run_tool("bench-import"),
-            Bench::Crowdsec => run_tool("bench-crowdsec"),
+        Task::Bench { which, args } => match which {
+            Bench::Verdict => run_tool("bench-verdict", &args),
+            Bench::Detect => run_tool("bench-detect", &args),
+            Bench::Drop => run_tool("bench-drop", &args),
+            Bench::Survival => run_tool("bench-survival", &args),
+            Bench::Proxy => run_tool("bench-proxy", &args),
+            Bench::Import => run_tool("bench-import", &args),
+            Bench::Crowdsec => run_tool("bench-crowdsec", &args),
             Bench::All => {
                 for tool in [
                     "bench-verdict",
@@ -138,9 +141,9 @@ fn main() -> Result<()> {
                     "bench-import",
                     "bench-crowdsec",
                 ] {
-                    run_tool(tool)?;
+                    run_tool(tool, &[])?;
                 }
-                run_tool("bench-report")
+                run_tool("bench-report", &[])
             }
         },
     }
@@ -148,7 +151,7 @@ fn main() -> Result<()> {
 
 /// Builds the release binaries (the daemon, the bench tools and the tests crate's `loadgen`,
 /// which they run) and runs one of the bench crate's tools against the release daemon.
-fn run_tool(bin: &str) -> Result<()> {
+fn run_tool(bin: &str, args: &[String]) -> Result<()> {
     let env = setup::setup(true)?;
     setup::run(cargo(&env).args([
         "build",
@@ -170,7 +173,9 @@ fn run_tool(bin: &str) -> Result<()> {
                 "floodgate-bench",
                 "--bin",
                 bin,
+                "--",
             ])
+            .args(args)
             .env(
                 "FLOODGATE_BIN",
                 std::path::absolute("target/release/floodgate")?,

@@ -7,6 +7,9 @@ use std::fmt::Write as _;
 use floodgate_bench::plot;
 use serde_json::{Value, json};
 
+/// What the HTTPS survival scenario does (`bench-survival https`).
+const SURVIVAL_HTTPS: &str = "The same backend behind nginx terminating TLS with HTTP/2 (`bench-results/survival-https.*`, plot `survival-https.png`). Legitimate clients: 20 addresses sending 1 request/s each (20/s in all), curl over HTTP/2, a new TLS connection each, 2 s timeout. The 64 addresses flood for 10 s with h2load over HTTPS/HTTP/2 (128 connections, 10 streams each). Side by side: no protection, nginx `limit_req` (10 r/s, burst 10, per address) and Floodgate reading nginx's feed file (`floodgate proxy-snippet nginx`): the 15 requests/s per-source rule of the plaintext scenario on the proxy's evidence, and a backend-time rule (`weight = \"upstream_time\"`: a source costing the backend more than 2 seconds per second over 2 s, at least 8 requests). XDP sees only TLS records here; nginx logs a request when it completes, and a saturated backend completes only its share for each source (about 8/s per flooding address, under 15), so the request rule never fires: the time each source costs the backend is what tells a flooder apart (by Little's law, how many of its requests wait at the backend at once: up to 20 per flooder (2 connections × 10 streams), under 1 per client). That signal only exists once requests complete, so mitigation takes seconds here, not the sub-second of the plaintext scenario where XDP counts request starts. `limit_req` fires, but lets each address through at 10 r/s: 64 × 10 = 640/s, more than the backend's 500/s, so the backend stays saturated. fail2ban and CrowdSec are left out: they read the same completed-request log, where they never mitigated in the plaintext scenario.";
+
 fn read(dir: &std::path::Path, name: &str) -> Value {
     let path = dir.join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path)
@@ -71,13 +74,52 @@ fn plot_drop(drop: &Value) {
     root.present().expect("write drop.png");
 }
 
+/// The survival table (either scenario's JSON).
+fn survival_table(md: &mut String, survival: &Value) {
+    let _ = writeln!(
+        md,
+        "| mode | legit success | p50 ms | p99 ms | idle p50 ms | recovery s | flood requests served | server CPU s | mitigated s | flooders blocked | mitigator CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in survival["rows"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} % | {:.1} | {:.1} | {:.2} | {} | {:.0} | {:.1} | {} | {} | {} |",
+            r["mode"].as_str().unwrap_or(""),
+            r["legit_success"].as_f64().unwrap_or(0.0) * 100.0,
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            r["idle_p50_ms"].as_f64().unwrap_or(0.0),
+            r["recovery_s"]
+                .as_f64()
+                .map_or("never".to_owned(), |v| format!("{v:.2}")),
+            r["flood_served"].as_f64().unwrap_or(0.0),
+            r["server_cpu_s"].as_f64().unwrap_or(0.0),
+            match (r["blocks"].as_bool(), r["mitigation_s"].as_f64()) {
+                (Some(true), Some(m)) => format!("{m:.2}"),
+                (Some(true), None) => "never".to_owned(),
+                _ => "n/a".to_owned(),
+            },
+            if r["blocks"].as_bool() == Some(true) {
+                format!("{:.0} / 64", r["flooders_blocked"].as_f64().unwrap_or(0.0))
+            } else {
+                "n/a".to_owned()
+            },
+            r["mitigator_cpu_s"]
+                .as_f64()
+                .filter(|_| r["blocks"].as_bool() == Some(true))
+                .map_or("n/a".to_owned(), |c| format!("{c:.2}"))
+        );
+    }
+}
+
 fn main() {
     let dir = floodgate_bench::results::dir();
-    let (verdict, detect, drop, survival, proxy, import, crowdsec) = (
+    let (verdict, detect, drop, survival, survival_https, proxy, import, crowdsec) = (
         read(&dir, "verdict"),
         read(&dir, "detect"),
         read(&dir, "drop"),
         read(&dir, "survival"),
+        read(&dir, "survival-https"),
         read(&dir, "proxy"),
         read(&dir, "import"),
         read(&dir, "crowdsec"),
@@ -102,7 +144,7 @@ fn main() {
     );
     let _ = writeln!(
         md,
-        "Raw data: `bench-results/*.json`; plots: `bench-results/drop.png`, `bench-results/survival.png`, `bench-results/loadtest.png` (`./x loadtest`).\n"
+        "Raw data: `bench-results/*.json`; plots: `bench-results/drop.png`, `bench-results/survival.png`, `bench-results/survival-https.png`, `bench-results/loadtest.png` (`./x loadtest`).\n"
     );
 
     let _ = writeln!(md, "## 1. Drop capacity (`./x bench drop`)\n");
@@ -181,44 +223,16 @@ fn main() {
         md,
         "nginx proxies to a backend that spends 2 ms of CPU per request under one lock (≤ 500 requests/s: it really fails under a flood). Legitimate clients send 20 requests/s open loop, each on a new connection with a 2 s timeout; 64 addresses flood for 10 s, with wrk (closed loop, 128 connections) and with 100 pipelined requests/s each (open loop: wrk alone only offers what the server completes, about 8 requests/s per address here, less than a legitimate client). Side by side in one run: no protection, nginx `limit_req` per address (10 r/s, burst 10), fail2ban 1.0 (a jail on nginx's access log: `maxretry = 31` within `findtime = 1`: nginx logs whole seconds and fail2ban keeps the matches of the seconds ≥ now − findtime, so the window spans two log seconds and 31 there is more than 15 per second — with `maxretry = 16` it banned the legitimate clients at 10 requests/s too; polling backend; `nftables` action, all ports, drop), CrowdSec 1.4 (its agent and LAPI reading nginx's access log with the nginx parsers of the local hub snapshot and a leaky-bucket scenario of capacity 15 leaking 15/s; ban decisions applied by crowdsec-firewall-bouncer in nftables mode polling the LAPI every second), Floodgate (per-source rule at 15 requests/s). The peers run inside the server namespace with their own configuration in a temp dir; their nftables tables live there. Mitigated: from the flood start until every one of the 64 flooding addresses is blocked (Floodgate's block map, the peers' nftables sets, polled every 100 ms); \"never\" when that did not happen within the 10 s flood in most runs. Mitigator CPU: the daemon, fail2ban-server, or CrowdSec's agent + bouncer during the flood. Latency percentiles count a failed request as 2,000 ms. Recovery: from the flood start until every later legitimate request succeeds under 2× the idle median. CPU: nginx and backend processes during the flood. `bench-results/survival.png`: legitimate latency and the backend's completed requests per second over time, per mode.\n"
     );
-    let _ = writeln!(
-        md,
-        "| mode | legit success | p50 ms | p99 ms | idle p50 ms | recovery s | flood requests served | server CPU s | mitigated s | flooders blocked | mitigator CPU s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in survival["rows"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            md,
-            "| {} | {:.2} % | {:.1} | {:.1} | {:.2} | {} | {:.0} | {:.1} | {} | {} | {} |",
-            r["mode"].as_str().unwrap_or(""),
-            r["legit_success"].as_f64().unwrap_or(0.0) * 100.0,
-            r["p50_ms"].as_f64().unwrap_or(0.0),
-            r["p99_ms"].as_f64().unwrap_or(0.0),
-            r["idle_p50_ms"].as_f64().unwrap_or(0.0),
-            r["recovery_s"]
-                .as_f64()
-                .map_or("never".to_owned(), |v| format!("{v:.2}")),
-            r["flood_served"].as_f64().unwrap_or(0.0),
-            r["server_cpu_s"].as_f64().unwrap_or(0.0),
-            match (r["blocks"].as_bool(), r["mitigation_s"].as_f64()) {
-                (Some(true), Some(m)) => format!("{m:.2}"),
-                (Some(true), None) => "never".to_owned(),
-                _ => "n/a".to_owned(),
-            },
-            if r["blocks"].as_bool() == Some(true) {
-                format!("{:.0} / 64", r["flooders_blocked"].as_f64().unwrap_or(0.0))
-            } else {
-                "n/a".to_owned()
-            },
-            r["mitigator_cpu_s"]
-                .as_f64()
-                .filter(|_| r["blocks"].as_bool() == Some(true))
-                .map_or("n/a".to_owned(), |c| format!("{c:.2}"))
-        );
-    }
+    survival_table(&mut md, &survival);
     let _ = writeln!(
         md,
         "\nTargets with Floodgate: legitimate success ≥ 99.9 % and p99 ≤ 2× idle once mitigated, mitigation ≤ 1 s. The p99 over the whole flood window includes the moments before the blocks; after the recovery time every legitimate request is under 2× idle by its definition. nginx `limit_req` counts the requests nginx reads: the saturated backend holds each flooding address at about 8 processed requests/s, under its 10 r/s limit, so it never fires; Floodgate counts request starts as they arrive at XDP, blocks the sources and closes their established connections (`ss -K`), which stops the work they had queued. fail2ban and CrowdSec read nginx's access log, so they see a request only once nginx has finished it: the saturated backend completes about 8 requests/s per flooding address (what keeps `limit_req` from firing too), so in the log no address looks like more than 15 requests/s, and whatever an address did before its ban had already cost the backend. A peer that blocked no flooder during the flood was checked after it with a burst of 100 requests/s from a fresh address, which it banned (the bench fails otherwise): its setup mitigates; the flood never reached its threshold in the log. Their nftables drop (input hook) also leaves established connections' queued work running, as Floodgate would without `ss -K`.\n"
     );
+
+    let _ = writeln!(md, "### Over HTTPS with HTTP/2\n");
+    let _ = writeln!(md, "{SURVIVAL_HTTPS}\n");
+    survival_table(&mut md, &survival_https);
+    let _ = writeln!(md);
 
     let _ = writeln!(md, "## 4. Daemon (`./x bench detect`)\n");
     let ingest = &detect["ingest"];
@@ -281,7 +295,7 @@ fn main() {
     std::fs::write(
         dir.join("benchmarks.json"),
         serde_json::to_string_pretty(
-            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "proxy": proxy, "import": import, "crowdsec": crowdsec }),
+            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "survival_https": survival_https, "proxy": proxy, "import": import, "crowdsec": crowdsec }),
         )
         .unwrap(),
     )

@@ -10,9 +10,21 @@
 //! per-source rule at 15 requests/s). Mitigation: time from the flood start until every
 //! flooding address is blocked (Floodgate's block map, the peers' nftables sets, polled every
 //! 100 ms). 5 runs of each, medians; plot of run 1.
+//!
+//! The HTTPS scenario (`survival-https`): the same backend behind nginx terminating TLS with
+//! HTTP/2; 20 legitimate addresses at 1 request/s each (20/s in all, HTTP/2, a new TLS
+//! connection each, curl); the 64 addresses flood with h2load (HTTP/2 over TLS, 128
+//! connections, 10 streams each). Side by side: none, nginx `limit_req` (as above) and
+//! Floodgate reading nginx's request feed (the feed file of `proxy-snippet nginx`) with the
+//! same 15 requests/s rule plus a backend-time rule (a source costing the backend more than 2
+//! seconds per second over 2 s, at least 8 requests): the proxy logs a request when it completes, and a saturated
+//! backend completes only its share for each source, so the time each source costs the
+//! backend is what tells a flooder from a client there.
+//!
+//! `bench-survival [plaintext|https]` runs one scenario; without an argument, both.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -24,6 +36,7 @@ use floodgate_bench::{
 };
 use floodgate_tests::{
     ChildGuard, TempPins,
+    edge::{Cert, feed_socket, nginx_file_snippet},
     net::{FloodPlan, SERVER_V4, Testbed, test_config, timed_get},
     unique, wait_until,
 };
@@ -34,9 +47,59 @@ const IDLE: Duration = Duration::from_secs(3);
 const FLOOD: Duration = Duration::from_secs(10);
 const AFTER: Duration = Duration::from_secs(3);
 const LEGIT_INTERVAL: Duration = Duration::from_millis(50);
+const LEGIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Requests per second each flooding address offers, open loop.
 const FLOOD_RATE: u32 = 100;
 const MODES: [&str; 5] = ["none", "limit_req", "fail2ban", "crowdsec", "floodgate"];
+/// The HTTPS scenario's modes (the log readers see no more there than in plaintext).
+const HTTPS_MODES: [&str; 3] = ["none", "limit_req", "floodgate"];
+/// Legitimate addresses of the HTTPS scenario, each sending one request per second.
+const HTTPS_LEGIT: u8 = 20;
+
+/// What the flood and the legitimate clients speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// HTTP/1.1 on port 80: wrk plus pipelined requests, seen by XDP.
+    Plaintext,
+    /// HTTPS with HTTP/2 on port 443: h2load, seen only by the proxy.
+    Https,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Https => "https",
+        }
+    }
+
+    fn modes(self) -> &'static [&'static str] {
+        match self {
+            Self::Plaintext => &MODES,
+            Self::Https => &HTTPS_MODES,
+        }
+    }
+
+    /// The results' name under bench-results/.
+    fn results(self) -> &'static str {
+        match self {
+            Self::Plaintext => "survival",
+            Self::Https => "survival-https",
+        }
+    }
+}
+
+/// What a run of one mode needs besides its name.
+struct Bed<'a> {
+    tb: &'a Testbed,
+    plan: &'a FloodPlan,
+    shim: &'a std::path::Path,
+    stats: &'a std::path::Path,
+    backend: &'a ChildGuard,
+    cert: &'a Cert,
+    /// The legitimate clients' addresses, in turn.
+    legit: Vec<IpAddr>,
+}
 /// A client address that only the peers' set-up check uses.
 const PROBE: &str = "198.18.3.1";
 /// Floodgate's rule threshold (requests/s per source); the peers get the same.
@@ -79,33 +142,60 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-fn run_mode(
-    stats: &std::path::Path,
-    tb: &Testbed,
-    plan: &FloodPlan,
-    shim: &std::path::Path,
-    backend: &ChildGuard,
-    mode: &str,
-) -> RunResult {
+fn run_mode(bed: &Bed, scenario: Scenario, mode: &str) -> RunResult {
+    let Bed {
+        tb,
+        plan,
+        shim,
+        stats,
+        backend,
+        ..
+    } = *bed;
     let access_log = std::env::temp_dir()
         .join(unique("fg-access-"))
         .with_extension("log");
     let log_directive = format!("access_log {} combined;", access_log.display());
+    let (feed_dir, feed) = feed_socket();
+    let feed = feed.with_file_name("requests.log");
     let (http_extra, limit) = match mode {
         "limit_req" => (
-            "limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s;",
+            "limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s;".to_owned(),
             "limit_req zone=perip burst=10 nodelay; limit_req_status 429;",
         ),
-        "fail2ban" | "crowdsec" => (log_directive.as_str(), ""),
-        _ => ("", ""),
+        "fail2ban" | "crowdsec" => (log_directive.clone(), ""),
+        "floodgate" if scenario == Scenario::Https => (nginx_file_snippet(&feed), ""),
+        _ => (String::new(), ""),
     };
-    let nginx = tb.start_nginx_with(
-        http_extra,
-        &format!("{limit} proxy_pass http://127.0.0.1:8081;"),
-    );
+    let upstream = format!("{limit} proxy_pass http://127.0.0.1:8081;");
+    let nginx = match scenario {
+        Scenario::Plaintext => tb.start_nginx_with(&http_extra, &upstream),
+        Scenario::Https => tb.start_nginx_full(
+            "",
+            &format!(
+                "{http_extra}\nssl_certificate {}; ssl_certificate_key {};\n\
+                 server {{ listen {SERVER_V4}:443 ssl http2 backlog=4096;\n\
+                   location /api/items {{ {upstream} }} }}",
+                bed.cert.cert.display(),
+                bed.cert.key.display()
+            ),
+            "location / { return 200 \"ok\\n\"; }",
+        ),
+    };
     let pins = TempPins::new();
     let daemon = (mode == "floodgate").then(|| {
-        tb.start_daemon(&pins, &test_config(&format!("[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"api-per-source\"\nthreshold_rps = {THRESHOLD}.0\nwindow = \"1s\"\nmin_samples = 8\n")))
+        let config = match scenario {
+            Scenario::Plaintext => format!(
+                "[aggregation]\nmin_addresses = 0\n[[rules]]\nname = \"api-per-source\"\nthreshold_rps = {THRESHOLD}.0\nwindow = \"1s\"\nmin_samples = 8\n"
+            ),
+            Scenario::Https => format!(
+                "[filter]\nports = [80]\ntls_ports = [443]\n[aggregation]\nmin_addresses = 0\n\
+                 [proxy]\nfile = \"{}\"\n\
+                 [[rules]]\nname = \"api-per-source\"\nsensor = \"proxy\"\nthreshold_rps = {THRESHOLD}.0\nwindow = \"1s\"\nmin_samples = 8\n\
+                 [[rules]]\nname = \"backend-time\"\nsensor = \"proxy\"\nweight = \"upstream_time\"\nthreshold_rps = 2.0\nwindow = \"2s\"\nmin_samples = 8\n",
+                feed.display()
+            ),
+        };
+        tb.start_daemon(&pins, &test_config(&config))
     });
     // fail2ban bans at `maxretry` matches within `findtime`. nginx's log times are whole
     // seconds and fail2ban keeps the matches of the seconds ≥ now − findtime, so findtime = 1
@@ -134,8 +224,7 @@ fn run_mode(
     let start = Instant::now();
     let mut cpu = 0.0;
     let mut mitigator_cpu = 0.0;
-    let mut wrk_log = String::new();
-    let mut open_served = 0u64;
+    let mut flood_served = 0u64;
     let served_series: Mutex<Vec<(f64, f64)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -181,17 +270,11 @@ fn run_mode(
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let src = plan.legit[(n % 2) as usize];
+                let src = bed.legit[n as usize % bed.legit.len()];
                 let probes = &probes;
                 s.spawn(move || {
-                    tb.client.enter_current_thread();
                     let at = start.elapsed().as_secs_f64();
-                    let r = timed_get(
-                        src,
-                        SocketAddr::new(SERVER_V4.into(), 80),
-                        "/api/items",
-                        Duration::from_secs(2),
-                    );
+                    let r = legit_request(tb, scenario, src);
                     probes
                         .lock()
                         .unwrap()
@@ -203,39 +286,25 @@ fn run_mode(
         std::thread::sleep(IDLE);
         let cpu_before = floodgate_bench::cpu_seconds(&server_pids);
         let mitigator_before = floodgate_bench::cpu_seconds(&mitigator_pids);
-        // wrk alongside an open-loop flood: wrk alone only offers what the server completes.
-        let mut wrk = tb.start_wrk(
-            shim,
-            &plan.flood4,
-            &format!("http://{SERVER_V4}/api/items"),
-            FLOOD,
-            128,
-        );
-        let mut args = vec![
-            format!("{SERVER_V4}:80"),
-            FLOOD_RATE.to_string(),
-            FLOOD.as_secs().to_string(),
-            "1000000".into(),
-        ];
-        args.extend(plan.flood4.iter().map(ToString::to_string));
-        let open = tb
-            .client
-            .cmd(floodgate_bench::tool("loadgen").to_str().unwrap())
-            .args(&args)
-            .env("LOADGEN_OPEN", "1")
-            .env("LOADGEN_STAGGER_MS", "0")
-            .output()
-            .expect("loadgen");
-        open_served = String::from_utf8_lossy(&open.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["answered"].as_u64())
-            .sum();
-        wrk.wait_exit(FLOOD + Duration::from_secs(10))
-            .expect("wrk is bounded");
+        flood_served = match scenario {
+            Scenario::Plaintext => plaintext_flood(tb, plan, shim),
+            Scenario::Https => {
+                let mut h2load = tb.start_h2load(
+                    shim,
+                    &plan.flood4,
+                    &format!("https://{SERVER_V4}/api/items"),
+                    FLOOD,
+                    128,
+                    &[],
+                );
+                h2load
+                    .wait_exit(FLOOD + Duration::from_secs(15))
+                    .expect("h2load is bounded");
+                h2load_2xx(&h2load.log())
+            }
+        };
         cpu = floodgate_bench::cpu_seconds(&server_pids) - cpu_before;
         mitigator_cpu = floodgate_bench::cpu_seconds(&mitigator_pids) - mitigator_before;
-        wrk_log = wrk.log();
     });
     let blocked_series = blocked_series.into_inner().unwrap();
     let flooders = plan.flood4.len();
@@ -270,8 +339,9 @@ fn run_mode(
             peer_ban(&|| c.banned(), &|| c.log(), "CrowdSec");
         }
     }
-    drop((fail2ban, crowdsec));
+    drop((fail2ban, crowdsec, daemon, nginx));
     let _ = std::fs::remove_file(&access_log);
+    let _ = std::fs::remove_dir_all(&feed_dir);
     let probes = probes.into_inner().unwrap();
     let in_flood = |p: &&Probe| p.0 >= IDLE.as_secs_f64() && p.0 < (IDLE + FLOOD).as_secs_f64();
     let mut idle: Vec<f64> = probes
@@ -304,6 +374,92 @@ fn run_mode(
         Some(t) if t < (IDLE + FLOOD).as_secs_f64() - 1.0 => Some(t - IDLE.as_secs_f64()),
         Some(_) => None,
     };
+    RunResult {
+        success,
+        p50: percentile(&mut lat, 50.0),
+        p99: percentile(&mut lat, 99.0),
+        idle_p50,
+        recovery_s,
+        flood_served,
+        cpu_s: cpu,
+        mitigator_cpu_s: mitigator_cpu,
+        mitigation_s,
+        blocked,
+        probes,
+        served_series: served_series.into_inner().unwrap(),
+    }
+}
+
+/// One legitimate request on a new connection from `src`: its latency in ms if it was
+/// answered 200 within the timeout.
+fn legit_request(tb: &Testbed, scenario: Scenario, src: IpAddr) -> Option<f64> {
+    match scenario {
+        Scenario::Plaintext => {
+            tb.client.enter_current_thread();
+            timed_get(
+                src,
+                SocketAddr::new(SERVER_V4.into(), 80),
+                "/api/items",
+                LEGIT_TIMEOUT,
+            )
+        }
+        Scenario::Https => {
+            let out = tb
+                .client
+                .cmd("curl")
+                .args(["-sk", "--http2", "-o", "/dev/null", "-w"])
+                .arg("%{http_code} %{time_total}")
+                .arg("--max-time")
+                .arg(LEGIT_TIMEOUT.as_secs().to_string())
+                .arg("--interface")
+                .arg(src.to_string())
+                .arg(format!("https://{SERVER_V4}/api/items"))
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut words = text.split_whitespace();
+            if words.next() != Some("200") {
+                return None;
+            }
+            words.next()?.parse::<f64>().ok().map(|s| s * 1000.0)
+        }
+    }
+}
+
+/// The plaintext flood: wrk (closed loop) alongside pipelined requests at [`FLOOD_RATE`] per
+/// address (open loop: wrk alone only offers what the server completes). Returns the flood
+/// requests answered 2xx.
+fn plaintext_flood(tb: &Testbed, plan: &FloodPlan, shim: &std::path::Path) -> u64 {
+    let mut wrk = tb.start_wrk(
+        shim,
+        &plan.flood4,
+        &format!("http://{SERVER_V4}/api/items"),
+        FLOOD,
+        128,
+    );
+    let mut args = vec![
+        format!("{SERVER_V4}:80"),
+        FLOOD_RATE.to_string(),
+        FLOOD.as_secs().to_string(),
+        "1000000".into(),
+    ];
+    args.extend(plan.flood4.iter().map(ToString::to_string));
+    let open = tb
+        .client
+        .cmd(floodgate_bench::tool("loadgen").to_str().unwrap())
+        .args(&args)
+        .env("LOADGEN_OPEN", "1")
+        .env("LOADGEN_STAGGER_MS", "0")
+        .output()
+        .expect("loadgen");
+    let open_served: u64 = String::from_utf8_lossy(&open.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["answered"].as_u64())
+        .sum();
+    wrk.wait_exit(FLOOD + Duration::from_secs(10))
+        .expect("wrk is bounded");
+    let wrk_log = wrk.log();
     let requests = wrk_log
         .lines()
         .find_map(|l| {
@@ -322,27 +478,37 @@ fn run_mode(
                 .and_then(|n| n.trim().parse::<u64>().ok())
         })
         .unwrap_or(0);
-    RunResult {
-        success,
-        p50: percentile(&mut lat, 50.0),
-        p99: percentile(&mut lat, 99.0),
-        idle_p50,
-        recovery_s,
-        flood_served: requests.saturating_sub(non2xx) + open_served,
-        cpu_s: cpu,
-        mitigator_cpu_s: mitigator_cpu,
-        mitigation_s,
-        blocked,
-        probes,
-        served_series: served_series.into_inner().unwrap(),
-    }
+    requests.saturating_sub(non2xx) + open_served
+}
+
+/// The 2xx answers in h2load's report ("status codes: N 2xx, …").
+fn h2load_2xx(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| l.trim().strip_prefix("status codes:"))
+        .and_then(|codes| codes.split(',').next())
+        .and_then(|first| first.trim().strip_suffix(" 2xx"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() {
     floodgate_tests::require_root();
+    let scenarios = match std::env::args().nth(1).as_deref() {
+        None => vec![Scenario::Plaintext, Scenario::Https],
+        Some("plaintext") => vec![Scenario::Plaintext],
+        Some("https") => vec![Scenario::Https],
+        Some(other) => {
+            eprintln!("bench-survival: unknown scenario {other:?}: plaintext or https");
+            std::process::exit(2);
+        }
+    };
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 64, 0);
     tb.add_client_addrs(&[PROBE.parse().unwrap()]);
+    let https_legit: Vec<IpAddr> = (1..=HTTPS_LEGIT)
+        .map(|i| IpAddr::from([198, 18, 5, i]))
+        .collect();
+    tb.add_client_addrs(&https_legit);
     let backend_bin = floodgate_bench::tool("backend");
     let stats = std::env::temp_dir().join(unique("fg-backend-stats-"));
     let backend = ChildGuard::spawn(
@@ -354,15 +520,37 @@ fn main() {
     );
     std::thread::sleep(Duration::from_millis(300));
     let shim = Testbed::build_shim();
-    let mut all: Vec<(&str, Vec<RunResult>)> = MODES.iter().map(|m| (*m, Vec::new())).collect();
-    for run in 0..RUNS {
-        for (mode, results) in &mut all {
-            eprintln!("run {}/{RUNS}: {mode}", run + 1);
-            results.push(run_mode(&stats, &tb, &plan, &shim, &backend, mode));
+    let cert = Cert::new();
+    for scenario in scenarios {
+        let bed = Bed {
+            tb: &tb,
+            plan: &plan,
+            shim: &shim,
+            stats: &stats,
+            backend: &backend,
+            cert: &cert,
+            legit: match scenario {
+                Scenario::Plaintext => plan.legit[..2].to_vec(),
+                Scenario::Https => https_legit.clone(),
+            },
+        };
+        let mut all: Vec<(&str, Vec<RunResult>)> =
+            scenario.modes().iter().map(|m| (*m, Vec::new())).collect();
+        for run in 0..RUNS {
+            for (mode, results) in &mut all {
+                eprintln!("{} run {}/{RUNS}: {mode}", scenario.name(), run + 1);
+                results.push(run_mode(&bed, scenario, mode));
+            }
         }
+        report(scenario, &bed, &all);
     }
     let _ = std::fs::remove_file(&shim);
     let _ = std::fs::remove_file(&stats);
+}
+
+/// Medians per mode to bench-results/ (text and JSON) and the plot of run 1.
+fn report(scenario: Scenario, bed: &Bed, all: &[(&str, Vec<RunResult>)]) {
+    let plan = bed.plan;
     let mut text = format!(
         "{:<10} {:>9} {:>10} {:>10} {:>9} {:>11} {:>12} {:>8} {:>12} {:>8} {:>10}\n",
         "mode",
@@ -378,7 +566,7 @@ fn main() {
         "mitig CPU"
     );
     let mut rows = Vec::new();
-    for (mode, results) in &all {
+    for (mode, results) in all {
         let med =
             |f: &dyn Fn(&RunResult) -> f64| median(&mut results.iter().map(f).collect::<Vec<_>>());
         let recovered: Vec<f64> = results.iter().filter_map(|r| r.recovery_s).collect();
@@ -417,20 +605,33 @@ fn main() {
             "runs": results.iter().map(|r| json!({ "success": r.success, "p50_ms": r.p50, "p99_ms": r.p99, "recovery_s": r.recovery_s, "flood_served": r.flood_served, "cpu_s": r.cpu_s, "mitigation_s": r.mitigation_s, "flooders_blocked": r.blocked, "mitigator_cpu_s": r.mitigator_cpu_s })).collect::<Vec<_>>(),
         }));
     }
+    text.push_str(&match scenario {
+        Scenario::Plaintext => format!(
+            "backend 2 ms CPU per request (≤ 500/s); legitimate 20 req/s open loop from 2 addresses, new connection each, 2 s timeout; \
+             flood from {} addresses for {}s: wrk (128 connections) plus {FLOOD_RATE} pipelined requests/s per address; ",
+            plan.flood4.len(),
+            FLOOD.as_secs()
+        ),
+        Scenario::Https => format!(
+            "backend 2 ms CPU per request (≤ 500/s) behind nginx with TLS and HTTP/2; legitimate 20 req/s open loop from {} addresses (1/s each), \
+             curl over HTTP/2, new TLS connection each, 2 s timeout; flood from {} addresses for {}s: h2load over HTTPS/HTTP/2 \
+             (128 connections, 10 streams each); Floodgate reads nginx's feed file: {THRESHOLD} requests/s per source, and 2 backend-seconds/s over 2 s (at least 8 requests); ",
+            bed.legit.len(),
+            plan.flood4.len(),
+            FLOOD.as_secs()
+        ),
+    });
     text.push_str(&format!(
-        "backend 2 ms CPU per request (≤ 500/s); legitimate 20 req/s open loop, new connection each, 2 s timeout; \
-         flood from {} addresses for {}s: wrk (128 connections) plus {FLOOD_RATE} pipelined requests/s per address; {RUNS} runs, medians; latency percentiles count a failure as 2000 ms; \
+        "{RUNS} runs, medians; latency percentiles count a failure as 2000 ms; \
          recovery = time from flood start until every later legitimate request succeeds under 2x the idle median; \
-         mitigated = time from flood start until all flooders are blocked (polled every 100 ms); mitig CPU = the mitigator's own processes\n",
-        plan.flood4.len(),
-        FLOOD.as_secs()
+         mitigated = time from flood start until all flooders are blocked (polled every 100 ms); mitig CPU = the mitigator's own processes\n"
     ));
-    plot(&all);
-    write_results("survival", &text, &json!({ "rows": rows }));
+    plot(scenario.results(), all);
+    write_results(scenario.results(), &text, &json!({ "rows": rows }));
 }
 
-fn plot(all: &[(&str, Vec<RunResult>)]) {
-    let path = plot::png("survival");
+fn plot(name: &str, all: &[(&str, Vec<RunResult>)]) {
+    let path = plot::png(name);
     let root = plot::canvas(&path, (1600, 300 * all.len() as u32));
     let panels = root.split_evenly((all.len(), 2));
     let t_max = (IDLE + FLOOD + AFTER).as_secs_f64();
@@ -457,5 +658,5 @@ fn plot(all: &[(&str, Vec<RunResult>)]) {
             }],
         );
     }
-    root.present().expect("write survival.png");
+    root.present().expect("write the survival plot");
 }
