@@ -266,14 +266,19 @@ pub fn parse(datagram: &[u8]) -> Result<ProxyRecord<'_>, ProxyParseError> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(ProxyParseError::Oversized);
     }
-    let start = datagram
-        .windows(MARKER.len())
-        .position(|w| w == MARKER)
-        .ok_or(ProxyParseError::UnknownFormat)?;
-    let mut reader = Reader {
-        bytes: &datagram[start + 1..],
-        pos: 0,
+    let start = memchr::memmem::find(datagram, MARKER).ok_or(ProxyParseError::UnknownFormat)?;
+    let body = &datagram[start + 1..];
+    // One UTF-8 check for the whole object: every string below is cut at ASCII quotes, so its
+    // slice is valid too. A datagram cut inside a character ends before it (it is cut anyway);
+    // an invalid byte anywhere else makes it malformed.
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&body[..e.valid_up_to()]).map_err(|_| ProxyParseError::Malformed)?
+        }
+        Err(_) => return Err(ProxyParseError::Malformed),
     };
+    let mut reader = Reader { text, pos: 0 };
     let mut record = ProxyRecord::default();
     let mut first = true;
     loop {
@@ -398,13 +403,14 @@ fn duration_secs(text: &str) -> Option<f64> {
 }
 
 struct Reader<'a> {
-    bytes: &'a [u8],
+    /// The object after its opening brace, valid UTF-8.
+    text: &'a str,
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
+        self.text.as_bytes().get(self.pos).copied()
     }
 
     fn skip_space(&mut self) {
@@ -421,7 +427,25 @@ impl<'a> Reader<'a> {
             Some(_) => return Err(ProxyParseError::Malformed),
         }
         let start = self.pos;
-        let mut owned: Option<Vec<u8>> = None;
+        let bytes = self.text.as_bytes();
+        // Most strings have no escape: find the closing quote at once and borrow the slice.
+        let Some(stop) = memchr::memchr2(b'"', b'\\', &bytes[start..]) else {
+            return if bytes[start..].iter().any(|b| *b < 0x20) {
+                Err(ProxyParseError::Malformed)
+            } else {
+                Ok(None)
+            };
+        };
+        // Control characters are not allowed raw in JSON.
+        if bytes[start..start + stop].iter().any(|b| *b < 0x20) {
+            return Err(ProxyParseError::Malformed);
+        }
+        if bytes[start + stop] == b'"' {
+            self.pos = start + stop + 1;
+            return Ok(Some(Cow::Borrowed(&self.text[start..start + stop])));
+        }
+        self.pos = start + stop;
+        let mut buf = bytes[start..start + stop].to_vec();
         loop {
             let Some(byte) = self.peek() else {
                 return Ok(None);
@@ -429,19 +453,10 @@ impl<'a> Reader<'a> {
             self.pos += 1;
             match byte {
                 b'"' => {
-                    let text = match owned {
-                        None => Cow::Borrowed(
-                            std::str::from_utf8(&self.bytes[start..self.pos - 1])
-                                .map_err(|_| ProxyParseError::Malformed)?,
-                        ),
-                        Some(buf) => Cow::Owned(
-                            String::from_utf8(buf).map_err(|_| ProxyParseError::Malformed)?,
-                        ),
-                    };
-                    return Ok(Some(text));
+                    let text = String::from_utf8(buf).map_err(|_| ProxyParseError::Malformed)?;
+                    return Ok(Some(Cow::Owned(text)));
                 }
                 b'\\' => {
-                    let buf = owned.get_or_insert_with(|| self.bytes[start..self.pos - 1].to_vec());
                     let Some(escaped) = self.peek() else {
                         return Ok(None);
                     };
@@ -454,7 +469,7 @@ impl<'a> Reader<'a> {
                         b'r' => buf.push(b'\r'),
                         b't' => buf.push(b'\t'),
                         b'u' => {
-                            let Some(hex) = self.bytes.get(self.pos..self.pos + 4) else {
+                            let Some(hex) = bytes.get(self.pos..self.pos + 4) else {
                                 return Ok(None);
                             };
                             self.pos += 4;
@@ -472,11 +487,7 @@ impl<'a> Reader<'a> {
                 }
                 // Control characters are not allowed raw in JSON.
                 0..0x20 => return Err(ProxyParseError::Malformed),
-                _ => {
-                    if let Some(buf) = owned.as_mut() {
-                        buf.push(byte);
-                    }
-                }
+                _ => buf.push(byte),
             }
         }
     }
@@ -533,6 +544,32 @@ mod tests {
             parse(br#"<190>x: {"fg":"1","cli"#),
             Err(ProxyParseError::Malformed)
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_text_are_malformed_and_a_cut_character_is_a_cut() {
+        let malformed = [
+            // A raw control character, closed or cut.
+            &b"{\"fg\":\"1\",\"client\":\"198.18.0.1\",\"uri\":\"\x01\"}"[..],
+            b"{\"fg\":\"1\",\"client\":\"198.18.0.1\",\"uri\":\"/a\x01",
+            // A byte that is not UTF-8, in a value and outside one.
+            b"{\"fg\":\"1\",\"client\":\"198.18.0.1\",\"uri\":\"\xff\"}",
+            b"{\"fg\":\"1\",\"client\":\"198.18.0.1\",\xff\"uri\":\"/\"}",
+        ];
+        for bad in malformed {
+            assert_eq!(parse(bad), Err(ProxyParseError::Malformed), "{bad:?}");
+        }
+        // "é" cut after its first byte: the datagram was cut there, the fields before it stay.
+        let r = parse(
+            b"{\"fg\":\"1\",\"client\":\"198.18.0.1\",\"status\":\"200\",\"user_agent\":\"caf\xc3",
+        )
+        .unwrap();
+        assert!(r.cut);
+        assert_eq!(r.status, Some(200));
+        assert_eq!(r.user_agent, None);
+        // An escape after plain text keeps both.
+        let r = parse(br#"{"fg":"1","client":"198.18.0.1","uri":"/a\"b\u00e9c"}"#).unwrap();
+        assert_eq!(r.uri.as_deref(), Some("/a\"b\u{e9}c"));
     }
 
     #[test]
