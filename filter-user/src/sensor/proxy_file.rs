@@ -301,7 +301,7 @@ impl LineSplitter {
         lines.clear();
         let mut oversized = 0;
         let mut start = 0;
-        while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', &buf[start..]) {
             let end = start + nl;
             if self.skipping {
                 self.skipping = false;
