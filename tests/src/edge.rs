@@ -163,6 +163,13 @@ impl Testbed {
         self.start_edge_with(cert, &nginx_file_snippet(feed), LOCATIONS)
     }
 
+    /// [`Testbed::start_edge_nginx`] with `log_lines` (e.g. an ordinary `access_log`) in
+    /// place of the feed.
+    #[must_use]
+    pub fn start_edge_nginx_with_log(&self, cert: &Cert, log_lines: &str) -> Nginx {
+        self.start_edge_with(cert, log_lines, LOCATIONS)
+    }
+
     fn start_edge(&self, cert: &Cert, feed: Option<&Path>, locations: &str) -> Nginx {
         let feed_lines = feed.map(|f| proxy_snippet("nginx", f)).unwrap_or_default();
         self.start_edge_with(cert, &feed_lines, locations)
