@@ -278,6 +278,23 @@ impl Testbed {
             .unwrap_or(0)
     }
 
+    /// The value of the metric `name` (its first series) that a daemon of the server namespace
+    /// exports on 127.0.0.1:`port`; `None` when it is not there or nothing answers.
+    #[must_use]
+    pub fn metric(&self, port: u16, name: &str) -> Option<f64> {
+        let out = self
+            .server
+            .cmd("curl")
+            .args(["-s", "--max-time", "2"])
+            .arg(format!("http://127.0.0.1:{port}/metrics"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// Starts the daemon in the server namespace on the server's veth with `config` (TOML).
     #[must_use]
     pub fn start_daemon(&self, pins: &TempPins, config: &str) -> Daemon {

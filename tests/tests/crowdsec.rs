@@ -224,16 +224,7 @@ fn ip_and_range_decisions_are_enforced_in_xdp_and_lifted_by_a_delete() {
 }
 
 fn metric(tb: &Testbed, name: &str) -> Option<f64> {
-    let out = tb
-        .server
-        .cmd("curl")
-        .args(["-s", "--max-time", "2", "http://127.0.0.1:9479/metrics"])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    tb.metric(9479, name)
 }
 
 #[test]

@@ -285,8 +285,9 @@ fn an_expensive_endpoint_flood_is_blocked_by_backend_time_not_request_rate() {
     let _ = (ok, other);
 }
 
-#[test]
-fn the_feed_comes_back_after_a_daemon_restart_without_touching_nginx() {
+/// A flood from `before` is blocked, the daemon restarts, a flood from `after` is blocked
+/// too: the proxy started by `proxy` (and left alone) feeds the new daemon on its own.
+fn feed_survives_a_daemon_restart<P>(proxy: impl FnOnce(&Testbed, &Cert, &Path) -> P) {
     let tb = Testbed::new();
     let before: IpAddr = "198.18.2.20".parse().unwrap();
     let after: IpAddr = "198.18.2.21".parse().unwrap();
@@ -296,7 +297,7 @@ fn the_feed_comes_back_after_a_daemon_restart_without_touching_nginx() {
     let pins = TempPins::new();
     let text = config(&socket, FLOOD);
     let mut daemon = tb.start_daemon(&pins, &text);
-    let _nginx = tb.start_edge_nginx(&cert, Some(&socket));
+    let _proxy = proxy(&tb, &cert, &socket);
     let shim = Testbed::build_shim();
     let flood = |src: IpAddr| {
         let mut h2 = tb.start_h2load(
@@ -322,7 +323,7 @@ fn the_feed_comes_back_after_a_daemon_restart_without_touching_nginx() {
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o666
     );
-    // nginx was not touched: it reconnects to the new socket on its own.
+    // The proxy was not touched: it sends to the new socket on its own.
     flood(after);
     assert!(
         wait_until(Duration::from_secs(5), || is_blocked(&pins, after)),
@@ -334,4 +335,84 @@ fn the_feed_comes_back_after_a_daemon_restart_without_touching_nginx() {
         "the first block survived the restart"
     );
     let _ = std::fs::remove_file(&shim);
+}
+
+#[test]
+fn the_feed_comes_back_after_a_daemon_restart_without_touching_nginx() {
+    feed_survives_a_daemon_restart(|tb, cert, socket| tb.start_edge_nginx(cert, Some(socket)));
+}
+
+#[test]
+fn the_feed_comes_back_after_a_daemon_restart_without_touching_haproxy() {
+    feed_survives_a_daemon_restart(|tb, cert, socket| {
+        (tb.start_backend_nginx(), tb.start_haproxy(cert, socket))
+    });
+}
+
+/// The proxy's feed refused (its file owned by a user who is not a proxy's): the daemon says
+/// so in its log, its status and a metric, keeps blocking plaintext floods from the kernel
+/// sensor meanwhile, and reads the file again once it is set right.
+#[test]
+fn the_kernel_sensor_keeps_blocking_while_the_feed_file_is_refused() {
+    const PORT: u16 = 9482;
+    let tb = Testbed::new();
+    let flooder: IpAddr = "198.18.2.30".parse().unwrap();
+    tb.add_client_addrs(&[flooder]);
+    let (_dir, socket) = feed_socket();
+    let file = socket.with_file_name("requests.log");
+    std::fs::write(&file, b"").expect("feed file");
+    let chown = |owner: &str| {
+        let ok = std::process::Command::new("chown")
+            .arg(owner)
+            .arg(&file)
+            .status()
+            .expect("chown");
+        assert!(ok.success(), "chown {owner}");
+    };
+    chown("nobody");
+    let pins = TempPins::new();
+    let daemon = tb.start_daemon(
+        &pins,
+        &format!(
+            "[aggregation]\nmin_addresses = 0\n[filter]\nports = [80]\n\
+             [proxy]\nsocket = \"{}\"\nfile = \"{}\"\n\
+             [[rules]]\nname = \"kernel-flood\"\nsensor = \"kernel\"\nthreshold_rps = 100.0\n\
+             [metrics]\nlisten = \"127.0.0.1:{PORT}\"\n",
+            socket.display(),
+            file.display()
+        ),
+    );
+    let _nginx = tb.start_nginx();
+    let refused = wait_until(Duration::from_secs(10), || {
+        daemon.process.log().contains("refused")
+            && tb.metric(PORT, "floodgate_proxy_feed_file_up") == Some(0.0)
+    });
+    assert!(refused, "no refusal said: {}", daemon.process.log());
+    let problem = daemon_status(&pins)["proxy"]["file_problem"].clone();
+    assert!(
+        problem.as_str().is_some_and(|p| p.contains("refused")),
+        "status: {problem}"
+    );
+    // The kernel sensor still sees plaintext floods.
+    tb.loadgen(env!("CARGO_BIN_EXE_loadgen"), &[flooder], 400, 3);
+    assert!(
+        wait_until(Duration::from_secs(10), || is_blocked(&pins, flooder)),
+        "the plaintext flood was not blocked while the feed was down: {}",
+        daemon.process.log()
+    );
+    // Set right, the file is read again without a restart.
+    chown("root");
+    let back = wait_until(Duration::from_secs(10), || {
+        tb.metric(PORT, "floodgate_proxy_feed_file_up") == Some(1.0)
+    });
+    assert!(
+        back,
+        "the feed file is not read again: {}",
+        daemon.process.log()
+    );
+    assert_eq!(
+        daemon_status(&pins)["proxy"]["file_problem"],
+        serde_json::Value::Null
+    );
+    assert!(daemon.process.log().contains("reading it again"));
 }
