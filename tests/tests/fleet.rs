@@ -432,3 +432,86 @@ fn a_credentials_file_others_can_read_is_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A per-host rule at 100 requests/s and a fleet rule at 150 over the hosts' sum.
+const FLEET_RULES: &str = "[aggregation]\nmin_addresses = 0\n\
+    [[rules]]\nname = \"per-source-flood\"\nsensor = \"kernel\"\nthreshold_rps = 100.0\n\
+    window = \"1s\"\nmin_samples = 8\nttl = \"10m\"\n\
+    [[rules]]\nname = \"fleet-flood\"\nsensor = \"kernel\"\nscope = \"fleet\"\n\
+    threshold_rps = 150.0\nwindow = \"2s\"\nmin_samples = 8\nttl = \"10m\"\n";
+
+#[test]
+fn a_source_spread_over_the_hosts_is_caught_by_the_fleet_rule() {
+    let mut fleet = Fleet::new(3);
+    let (spread, person) = (ip("198.18.2.50"), ip("198.18.0.10"));
+    let mut nginx = Vec::new();
+    for host in &mut fleet.hosts {
+        host.tb.add_client_addrs(&[spread, person]);
+        nginx.push(host.tb.start_nginx());
+        host.start(FLEET_RULES);
+    }
+    for host in &fleet.hosts {
+        wait_synced(host);
+    }
+    // 60 requests/s from one source on each of the three hosts (180 in all) for 6 s, and a
+    // person at 4 requests/s on each.
+    let started = Instant::now();
+    let mut caught = Vec::new();
+    let mut person_failed = 0;
+    std::thread::scope(|scope| {
+        for host in &fleet.hosts {
+            scope.spawn(move || {
+                host.tb
+                    .loadgen(env!("CARGO_BIN_EXE_loadgen"), &[spread], 60, 6)
+            });
+        }
+        let people = scope.spawn(|| {
+            let mut failed = 0;
+            while started.elapsed() < Duration::from_secs(6) {
+                for host in &fleet.hosts {
+                    if host.tb.get(person, SERVER_V4.into()) != 200 {
+                        failed += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            failed
+        });
+        for host in &fleet.hosts {
+            assert!(
+                wait_until(Duration::from_secs(10), || host
+                    .entry("198.18.2.50")
+                    .is_some()),
+                "the spread source was not blocked on {}: {:?}\n{}",
+                host.name,
+                host.blocks(),
+                host.log()
+            );
+            caught.push((host.name.clone(), started.elapsed()));
+        }
+        person_failed = people.join().unwrap();
+    });
+    for (name, took) in &caught {
+        eprintln!("fleet rule: 3 x 60 requests/s caught on {name} {took:.1?} after the load began");
+    }
+    for host in &fleet.hosts {
+        let entry = host.entry("198.18.2.50").unwrap();
+        assert_eq!(entry["reason"], "fleet-flood", "{}: {entry}", host.name);
+        assert!(
+            host.entry("198.18.0.10").is_none(),
+            "the person was blocked on {}",
+            host.name
+        );
+        assert!(
+            !host.log().contains("rule=per-source-flood"),
+            "the per-host rule fired on {}",
+            host.name
+        );
+        assert_eq!(host.tb.get(person, SERVER_V4.into()), 200);
+    }
+    assert_eq!(
+        person_failed, 0,
+        "the person's requests failed during the flood"
+    );
+    drop(nginx);
+}

@@ -16,10 +16,11 @@ use crate::{
     clock::monotonic_ns,
     config::{Settings, fleet::Fleet as FleetSettings},
     control::{ControlError, FleetStatus, Reply},
+    detect::PeerSums,
     enforce::{Decision, Origin, writer::Written},
     sources::fleet::{
         self as source, Command, Event, auth,
-        value::{self, FleetDecision, RateReport, SharedOrigin, unix_ms},
+        value::{self, FleetDecision, Hitter, RateReport, SharedOrigin, unix_ms},
     },
     target::Target,
 };
@@ -36,7 +37,7 @@ pub(super) struct Member {
     /// This host's decisions in the bucket: a peer's deletion lifts them here too.
     shared: HashSet<Target>,
     /// Each peer's latest heavy-hitter report and when it came.
-    pub(super) peers: HashMap<String, (Instant, RateReport)>,
+    peers: HashMap<String, (Instant, RateReport)>,
 }
 
 /// This host's fleet name and credentials when `[fleet]` is enabled, read before anything is
@@ -98,16 +99,6 @@ impl Member {
             .filter(|(at, _)| at.elapsed() <= REPORT_MAX_AGE)
             .count();
         status
-    }
-
-    /// True when this host's rates are shared.
-    pub(super) fn shares_rates(&self) -> bool {
-        self.settings.share_rates
-    }
-
-    /// This host's fleet name.
-    pub(super) fn host(&self) -> &str {
-        &self.host
     }
 
     /// Hands a command to the task (never blocks; the task is gone only at shutdown).
@@ -356,6 +347,50 @@ impl Daemon {
         f.shared.insert(d.target);
         f.status.published += 1;
         f.send(Command::Publish(value));
+    }
+
+    /// Once per second: publishes this host's heavy hitters and applies the fleet rules to
+    /// this host's rates plus the peers' latest reports (at most [`REPORT_MAX_AGE`] old).
+    /// Without `[fleet]` the fleet rules see this host's rates alone.
+    pub(super) fn fleet_tick(&mut self, now_ns: u64) {
+        if !self.detector.has_fleet_rules() {
+            return;
+        }
+        let mut sums = PeerSums::new();
+        if let Some(f) = self.fleet.as_mut()
+            && f.settings.share_rates
+        {
+            let hitters = self.detector.fleet_report(now_ns);
+            if !hitters.is_empty() {
+                f.send(Command::Report(RateReport {
+                    host: f.host.clone(),
+                    at_ms: unix_ms(),
+                    hitters: hitters
+                        .into_iter()
+                        .map(|h| Hitter {
+                            rule: h.rule,
+                            target: h.target,
+                            rate: h.rate,
+                            samples: h.samples,
+                        })
+                        .collect(),
+                }));
+            }
+            f.peers.retain(|_, (at, _)| at.elapsed() <= REPORT_MAX_AGE);
+            for (_, report) in f.peers.values() {
+                for h in &report.hitters {
+                    let sum = sums.entry((h.rule.clone(), h.target)).or_insert((0.0, 0));
+                    sum.0 += h.rate;
+                    sum.1 = sum.1.saturating_add(h.samples);
+                }
+            }
+        } else {
+            // Keeps the heavy-hitter keys fresh (they are what the fleet rules look at).
+            let _ = self.detector.fleet_report(now_ns);
+        }
+        for decision in self.detector.observe_fleet(&sums, now_ns) {
+            self.apply(&decision);
+        }
     }
 
     /// `block add --fleet` / `block del --fleet`.

@@ -437,6 +437,7 @@ impl Daemon {
         self.last_tick = Instant::now();
         let now = monotonic_ns();
         self.detector.tick(now, elapsed);
+        self.fleet_tick(now);
         match self.maps.counters() {
             Ok(counters) => {
                 m::export_kernel_counters(&counters);
