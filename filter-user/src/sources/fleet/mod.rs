@@ -440,7 +440,7 @@ async fn publish(
     while let Some(op) = ops.next() {
         let sent = match &op {
             Command::Publish(d) => {
-                let json = serde_json::to_vec(d).unwrap_or_default();
+                let json = value::encode(d);
                 js.publish(format!("{prefix}{}", value::key_of(d.target)), json.into())
                     .await
             }

@@ -123,6 +123,13 @@ fn check_text(field: &'static str, text: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
+/// The JSON of a decision, as it is put into the bucket.
+#[must_use]
+pub fn encode(value: &FleetDecision) -> Vec<u8> {
+    // Strings, integers and enums only: serialising cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
 /// Parses a bucket value stored under `key`, checking every field.
 pub fn parse_decision(key: &str, bytes: &[u8]) -> Result<FleetDecision, ValueError> {
     if bytes.len() > MAX_VALUE_BYTES {
