@@ -355,12 +355,12 @@ impl NatsWire {
 pub fn decision_json(target: &str, host: &str, ttl: Duration) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis();
+        .expect("clock");
     format!(
-        "{{\"target\":\"{target}\",\"expires_ms\":{},\"decided_ms\":{now},\"reason\":\"test\",\
+        "{{\"target\":\"{target}\",\"expires_ms\":{},\"decided_us\":{},\"reason\":\"test\",\
          \"rule\":\"test\",\"offence\":1,\"origin\":\"operator\",\"origin_host\":\"{host}\"}}",
-        now + ttl.as_millis()
+        (now + ttl).as_millis(),
+        now.as_micros()
     )
 }
 

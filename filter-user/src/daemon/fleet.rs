@@ -121,7 +121,7 @@ impl Member {
         FleetDecision {
             target,
             expires_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
-            decided_ms: now,
+            decided_us: value::unix_us(),
             reason: reason.chars().take(32).collect(),
             rule: rule.chars().take(32).collect(),
             offence: offence.max(1),
@@ -246,8 +246,9 @@ impl Daemon {
                 if let Some(f) = self.fleet.as_mut() {
                     f.status.remote_applied += 1;
                 }
+                let propagation_us = value::unix_us().saturating_sub(value.decided_us);
                 log::info!(
-                    "fleet: block {} from {} ({} '{}', offence {}) ttl={} propagation={}ms",
+                    "fleet: block {} from {} ({} '{}', offence {}) ttl={} propagation={:.1}ms",
                     d.target,
                     value.origin_host,
                     match value.origin {
@@ -258,7 +259,7 @@ impl Daemon {
                     value.reason,
                     value.offence,
                     crate::clock::format_duration(ttl),
-                    now_ms.saturating_sub(value.decided_ms)
+                    propagation_us as f64 / 1000.0
                 );
             }
             Err(err) => {

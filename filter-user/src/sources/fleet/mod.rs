@@ -489,7 +489,7 @@ mod tests {
         Command::Publish(FleetDecision {
             target: target.parse().unwrap(),
             expires_ms: n,
-            decided_ms: n,
+            decided_us: n,
             reason: "r".into(),
             rule: "r".into(),
             offence: 1,

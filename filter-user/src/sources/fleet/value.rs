@@ -33,8 +33,8 @@ pub struct FleetDecision {
     pub target: Target,
     /// Unix time (ms, wall clock) at which the block ends everywhere.
     pub expires_ms: u64,
-    /// Unix time (ms) at which the origin host decided (for the propagation latency).
-    pub decided_ms: u64,
+    /// Unix time (µs) at which the origin host decided (for the propagation latency).
+    pub decided_us: u64,
     /// The reason text of the block (the rule name, or the operator's reason).
     pub reason: String,
     /// The rule that decided ("" for an operator's block).
@@ -233,6 +233,14 @@ pub fn split_map_reason(text: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// Unix time now, in µs (the propagation figure: `decided_us` to the map write).
+#[must_use]
+pub fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Unix time now, in ms.
 #[must_use]
 pub fn unix_ms() -> u64 {
@@ -249,7 +257,7 @@ mod tests {
         FleetDecision {
             target: target.parse().unwrap(),
             expires_ms: 2_000_000_000_000,
-            decided_ms: 1_999_999_000_000,
+            decided_us: 1_999_999_000_000_000,
             reason: "per-source-flood".into(),
             rule: "per-source-flood".into(),
             offence: 1,
