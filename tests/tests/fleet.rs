@@ -325,6 +325,15 @@ fn an_outage_a_late_host_and_expiry() {
         ],
     );
     assert!(out.contains("queued for the fleet"), "{out}");
+    assert!(
+        wait_until(DEADLINE, || {
+            fleet.hosts[0].fleet_status()["publish_failures"]
+                .as_u64()
+                .is_some_and(|n| n >= 2)
+        }),
+        "the queued decisions are counted as publish failures: {}",
+        fleet.hosts[0].fleet_status()
+    );
     assert!(fleet.hosts[1].entry("198.18.4.2").is_none());
     fleet.nats.restart();
     let back = Instant::now();

@@ -27,6 +27,8 @@ use crate::{
 
 /// A peer's heavy-hitter report counts for this long after it came.
 pub(super) const REPORT_MAX_AGE: Duration = Duration::from_secs(2);
+/// Peers whose reports are kept at once.
+const MAX_PEERS: usize = 1024;
 
 /// This host as a member of the fleet.
 pub(super) struct Member {
@@ -167,13 +169,22 @@ impl Daemon {
                 ::metrics::gauge!(m::FLEET_UP).set(0.0);
             }
             Event::PublishFailed { count, error } => {
-                log::warn!("fleet: {count} decision(s) not published ({error}); kept for later");
+                if f.status.up {
+                    log::warn!(
+                        "fleet: {count} decision(s) not published ({error}); kept for later"
+                    );
+                } else {
+                    log::debug!("fleet: {count} decision(s) queued ({error})");
+                }
                 f.status.publish_failures += count;
                 ::metrics::counter!(m::FLEET_PUBLISH_FAILURES).increment(count);
             }
             Event::Report(Ok(report)) => {
-                f.peers
-                    .insert(report.host.clone(), (Instant::now(), report));
+                // Bounded: a peer inventing host names cannot grow the table.
+                if f.peers.len() < MAX_PEERS || f.peers.contains_key(&report.host) {
+                    f.peers
+                        .insert(report.host.clone(), (Instant::now(), report));
+                }
             }
             Event::Report(Err(err)) => log::debug!("fleet: a peer's rate report refused: {err}"),
             Event::Put { key, value } => match value {
@@ -354,6 +365,9 @@ impl Daemon {
     /// this host's rates plus the peers' latest reports (at most [`REPORT_MAX_AGE`] old).
     /// Without `[fleet]` the fleet rules see this host's rates alone.
     pub(super) fn fleet_tick(&mut self, now_ns: u64) {
+        if let Some(f) = self.fleet.as_mut() {
+            f.peers.retain(|_, (at, _)| at.elapsed() <= REPORT_MAX_AGE);
+        }
         if !self.detector.has_fleet_rules() {
             return;
         }
@@ -377,7 +391,6 @@ impl Daemon {
                         .collect(),
                 }));
             }
-            f.peers.retain(|_, (at, _)| at.elapsed() <= REPORT_MAX_AGE);
             for (_, report) in f.peers.values() {
                 for h in &report.hitters {
                     let sum = sums.entry((h.rule.clone(), h.target)).or_insert((0.0, 0));

@@ -236,4 +236,29 @@ mod tests {
         let peers = PeerSums::from([(("fleet-flood".into(), other), (200.0, 50))]);
         assert_eq!(d.observe_fleet(&peers, now).len(), 1);
     }
+
+    #[test]
+    fn an_ipv6_prefix_rule_adds_up_per_prefix() {
+        let text = "[[rules]]\nname = \"fleet-prefix\"\nscope = \"fleet\"\nkey = \"prefix\"\n\
+                    threshold_rps = 100.0\n[fleet]\nreport_share = 0.5\n";
+        let settings = config::parse(text, "t").unwrap();
+        let mut d = Detector::new(&settings);
+        let s = 1_000_000_000u64;
+        // Two addresses of one /64 at 30 requests/s each: 60 here, over half of 100.
+        for i in 0..60u64 {
+            let t = s + i * s / 30;
+            for src in ["2001:2:0:7::1", "2001:2:0:7::2"] {
+                assert!(d.observe(&event(src.parse().unwrap(), t)).is_empty());
+            }
+        }
+        let now = 3 * s;
+        let report = d.fleet_report(now);
+        let prefix: Target = "2001:2:0:7::/64".parse().unwrap();
+        assert_eq!(report.len(), 1, "{report:?}");
+        assert_eq!(report[0].target, prefix);
+        let peers = PeerSums::from([(("fleet-prefix".into(), prefix), (50.0, 50))]);
+        let decisions = d.observe_fleet(&peers, now);
+        assert_eq!(decisions.len(), 1, "{decisions:?}");
+        assert_eq!(decisions[0].target, prefix);
+    }
 }

@@ -183,7 +183,11 @@ async fn run(
         while client.connection_state() != async_nats::connection::State::Connected {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => pending.push(command),
+                    Some(command) => {
+                        if !queue(&mut pending, command, &events).await {
+                            return;
+                        }
+                    }
                     None => return,
                 },
                 _ = conn.recv() => {}
@@ -214,7 +218,11 @@ async fn run(
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => pending.push(command),
+                    Some(command) => {
+                        if !queue(&mut pending, command, &events).await {
+                            return;
+                        }
+                    }
                     None => return,
                 },
                 _ = conn.recv() => {}
@@ -226,6 +234,21 @@ async fn run(
         }
         backoff = Duration::from_millis(100);
     }
+}
+
+/// Queues a command while there is no session; a decision or deletion counts as a publish
+/// failure (it could not be published when made). False when the daemon is gone.
+async fn queue(pending: &mut Pending, command: Command, events: &mpsc::Sender<Event>) -> bool {
+    let counts = !matches!(command, Command::Report(_));
+    pending.push(command);
+    !counts
+        || events
+            .send(Event::PublishFailed {
+                count: 1,
+                error: "NATS unreachable".into(),
+            })
+            .await
+            .is_ok()
 }
 
 /// The bucket, bound or made. It is made as the stream the key-value API makes (`KV_NAME`,
