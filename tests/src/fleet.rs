@@ -36,6 +36,8 @@ pub fn nats_addr(index: usize) -> Ipv4Addr {
 /// nats-server with JetStream (file store in a temp dir kept across restarts).
 pub struct Nats {
     process: Option<ChildGuard>,
+    /// Certificate and key (PEM) when the server requires TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// The namespace it runs in.
     pub ns: NetNs,
     /// Its store and config dir.
@@ -58,6 +60,7 @@ impl Nats {
         std::fs::create_dir_all(dir.join("store")).expect("nats dir");
         Self {
             process: None,
+            tls: None,
             ns: NetNs::new("fgn"),
             dir,
         }
@@ -67,12 +70,19 @@ impl Nats {
     pub fn restart(&mut self) {
         self.process = None;
         let conf = self.dir.join("nats.conf");
+        let tls = self.tls.as_ref().map_or_else(String::new, |(cert, key)| {
+            format!(
+                "tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+                cert.display(),
+                key.display()
+            )
+        });
         std::fs::write(
             &conf,
             format!(
                 "listen: 0.0.0.0:{NATS_PORT}\nserver_name: fg_test\n\
                  jetstream {{ store_dir: \"{}\" }}\n\
-                 authorization {{ user: {NATS_USER}, password: \"{NATS_PASSWORD}\" }}\n",
+                 authorization {{ user: {NATS_USER}, password: \"{NATS_PASSWORD}\" }}\n{tls}",
                 self.dir.join("store").display()
             ),
         )
@@ -125,6 +135,8 @@ pub struct Host {
     pub tb: Testbed,
     /// Index (the NATS link's third octet is index + 1).
     pub index: usize,
+    /// More `[fleet]` keys (TLS).
+    pub fleet_extra: String,
     secrets: PathBuf,
 }
 
@@ -134,10 +146,11 @@ impl Host {
     pub fn config(&self, extra: &str) -> String {
         format!(
             "{extra}\n[fleet]\nenabled = true\nservers = [\"nats://{}:{NATS_PORT}\"]\n\
-             host = \"{}\"\nuser = \"{NATS_USER}\"\npassword_file = \"{}\"\n",
+             host = \"{}\"\nuser = \"{NATS_USER}\"\npassword_file = \"{}\"\n{}",
             nats_addr(self.index),
             self.name,
-            self.secrets.join("nats.pass").display()
+            self.secrets.join("nats.pass").display(),
+            self.fleet_extra
         )
     }
 
@@ -190,6 +203,18 @@ impl Fleet {
     /// `n` hosts (`edge-a`, `edge-b`, …) linked to a running nats-server; no daemon yet.
     #[must_use]
     pub fn new(n: usize) -> Self {
+        Self::build(n, false)
+    }
+
+    /// Like [`Fleet::new`], with a server that requires TLS (a self-signed certificate for its
+    /// addresses, made by the test) and hosts that require it too and trust only that
+    /// certificate.
+    #[must_use]
+    pub fn with_tls(n: usize) -> Self {
+        Self::build(n, true)
+    }
+
+    fn build(n: usize, tls: bool) -> Self {
         let mut nats = Nats::new();
         let mut hosts = Vec::new();
         for index in 0..n {
@@ -242,8 +267,17 @@ impl Fleet {
                 pins: TempPins::new(),
                 tb,
                 index,
+                fleet_extra: String::new(),
                 secrets,
             });
+        }
+        if tls {
+            let ca = private_ca(&nats.dir, (0..n).map(nats_addr).collect());
+            for host in &mut hosts {
+                host.fleet_extra =
+                    format!("tls_required = true\ntls_ca_file = \"{}\"\n", ca.display());
+            }
+            nats.tls = Some((nats.dir.join("cert.pem"), nats.dir.join("key.pem")));
         }
         nats.restart();
         Self { hosts, nats }
@@ -261,6 +295,72 @@ impl Drop for Host {
         self.daemon = None;
         let _ = std::fs::remove_dir_all(&self.secrets);
     }
+}
+
+/// A CA (`ca.pem`, returned) and a server certificate it signed for `addrs` (`cert.pem`,
+/// `key.pem`), all in `dir`.
+fn private_ca(dir: &Path, addrs: Vec<Ipv4Addr>) -> PathBuf {
+    let path = |name: &str| dir.join(name).to_str().expect("utf-8").to_owned();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["openssl", "req", "-x509"];
+    ca.extend(ec);
+    let (ca_key, ca_pem) = (path("ca.key"), path("ca.pem"));
+    ca.extend([
+        "-days",
+        "2",
+        "-subj",
+        "/CN=floodgate-test-ca",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_pem,
+    ]);
+    sh(&ca);
+    let (key, csr, cert, ext) = (
+        path("key.pem"),
+        path("req.csr"),
+        path("cert.pem"),
+        path("ext.cnf"),
+    );
+    let san: Vec<String> = addrs.iter().map(|a| format!("IP:{a}")).collect();
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+             extendedKeyUsage=serverAuth\n",
+            san.join(",")
+        ),
+    )
+    .expect("ext.cnf");
+    let mut req = vec!["openssl", "req"];
+    req.extend(ec);
+    req.extend(["-subj", "/CN=nats", "-keyout", &key, "-out", &csr]);
+    sh(&req);
+    sh(&[
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+        "-out",
+        &cert,
+    ]);
+    PathBuf::from(ca_pem)
 }
 
 /// Writes `text` to `path` with mode 0600.

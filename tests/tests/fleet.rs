@@ -524,3 +524,28 @@ fn a_source_spread_over_the_hosts_is_caught_by_the_fleet_rule() {
     );
     drop(nginx);
 }
+
+#[test]
+fn the_fleet_works_over_tls_with_a_private_ca() {
+    let mut fleet = Fleet::with_tls(2);
+    for host in &mut fleet.hosts {
+        host.start("");
+    }
+    for host in &fleet.hosts {
+        wait_synced(host);
+    }
+    floodgate_ok(
+        &fleet.hosts[0].pins,
+        &["block", "add", "2001:2:0:6::/64", "--ttl", "10m", "--fleet"],
+    );
+    let took = wait_entry(&fleet.hosts[1], "2001:2:0:6::/64", true);
+    eprintln!("fleet over TLS: edge-a's block in edge-b's map after {took:.0?}");
+    assert!(
+        fleet
+            .nats
+            .log()
+            .contains("TLS required for client connections"),
+        "the server did not require TLS:\n{}",
+        fleet.nats.log()
+    );
+}

@@ -190,7 +190,17 @@ async fn run(
                     }
                     None => return,
                 },
-                _ = conn.recv() => {}
+                event = conn.recv() => {
+                    // Why connecting fails (refused, TLS, authorization): for `status`.
+                    if let Some(
+                        event @ (async_nats::Event::ClientError(_)
+                        | async_nats::Event::ServerError(_)),
+                    ) = event
+                        && events.send(Event::Down { error: event.to_string() }).await.is_err()
+                    {
+                        return;
+                    }
+                }
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
