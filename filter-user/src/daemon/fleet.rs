@@ -212,12 +212,14 @@ impl Daemon {
         let Some(f) = self.fleet.as_mut() else {
             return;
         };
+        let now_ms = unix_ms();
         if value.origin_host == f.host {
             // Our own, read back (a restart's sync): a peer may lift it later.
-            f.shared.insert(value.target);
+            if value.expires_ms > now_ms {
+                f.shared.insert(value.target);
+            }
             return;
         }
-        let now_ms = unix_ms();
         if value.expires_ms <= now_ms {
             log::debug!(
                 "fleet: {} from {} expired already",
@@ -339,6 +341,15 @@ impl Daemon {
                 }
             }
             Err(err) => log::warn!("fleet: reading the maps to reconcile: {err}"),
+        }
+    }
+
+    /// The sweep removed these expired entries: this host's shared ones are over.
+    pub(super) fn fleet_expired(&mut self, removed: &[Target]) {
+        if let Some(f) = self.fleet.as_mut() {
+            for target in removed {
+                f.shared.remove(target);
+            }
         }
     }
 

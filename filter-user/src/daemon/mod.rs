@@ -496,6 +496,7 @@ impl Daemon {
                 for target in &removed {
                     self.detector.forget(target);
                 }
+                self.fleet_expired(&removed);
             }
             Ok(_) => {}
             Err(err) => log::warn!("sweeping expired blocks: {err}"),
