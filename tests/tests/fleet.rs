@@ -335,6 +335,15 @@ fn an_outage_a_late_host_and_expiry() {
         fleet.hosts[0].fleet_status()
     );
     assert!(fleet.hosts[1].entry("198.18.4.2").is_none());
+    // A host started while NATS is down starts all the same, and says why it is not connected.
+    fleet.hosts[2].start(extra);
+    assert!(
+        wait_until(DEADLINE, || fleet.hosts[2].fleet_status()["last_error"]
+            .is_string()),
+        "{}",
+        fleet.hosts[2].fleet_status()
+    );
+    assert_eq!(fleet.hosts[2].fleet_status()["up"], false);
     fleet.nats.restart();
     let back = Instant::now();
     wait_entry(&fleet.hosts[1], "198.18.4.2", true);
@@ -354,8 +363,7 @@ fn an_outage_a_late_host_and_expiry() {
     );
     assert!(metric(&fleet.hosts[1], "floodgate_fleet_remote_applied_total").unwrap() >= 3.0);
 
-    // A host started later gets every decision in force.
-    fleet.hosts[2].start(extra);
+    // The host started during the outage gets every decision in force once NATS is back.
     wait_synced(&fleet.hosts[2]);
     for target in ["198.18.4.1", "198.18.4.2", "2001:2:0:4::/64"] {
         wait_entry(&fleet.hosts[2], target, true);
