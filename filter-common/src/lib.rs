@@ -330,6 +330,8 @@ pub mod reason {
     pub const AGGREGATE: u16 = 3;
     /// A CrowdSec decision (LAPI stream); the scenario is in the reason text.
     pub const CROWDSEC: u16 = 4;
+    /// A fleet peer's decision (NATS bucket); `HOST:REASON` is in the reason text.
+    pub const FLEET: u16 = 5;
 }
 
 /// Expired prefix entries the program looks past (to shorter prefixes) before giving up.

@@ -65,6 +65,21 @@ pub(crate) enum Request {
     /// Re-read the configuration the daemon was started with and apply it (what SIGHUP
     /// does), answering whether it was taken.
     Reload,
+    /// Share the operator's blocks of these targets with the fleet (`block add --fleet`; the
+    /// CLI wrote them into this host's maps already).
+    FleetShare {
+        /// The targets blocked.
+        targets: Vec<Target>,
+        /// Their TTL in seconds (`None`: no expiry here; the fleet's `max_ttl` elsewhere).
+        ttl_secs: Option<u64>,
+        /// The operator's reason.
+        reason: String,
+    },
+    /// Lift these blocks fleet-wide (`block del --fleet`).
+    FleetLift {
+        /// The targets.
+        targets: Vec<Target>,
+    },
 }
 
 /// The daemon's answer.
@@ -86,6 +101,14 @@ pub(crate) enum Reply {
     },
     /// Answer to [`Request::Reload`]: the new configuration is in force.
     Reloaded(ReloadReply),
+    /// Answer to [`Request::FleetShare`] and [`Request::FleetLift`]: handed to the fleet
+    /// task (published now, or after the reconnection while NATS is unreachable).
+    FleetQueued {
+        /// Operations queued.
+        queued: usize,
+        /// Connected to NATS now.
+        up: bool,
+    },
     /// The request could not be served.
     Error {
         /// Why.
@@ -232,6 +255,9 @@ pub(crate) struct DecisionView {
     pub rule: String,
     /// Who decided.
     pub origin: Origin,
+    /// The fleet host that decided, for a fleet peer's decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_host: Option<String>,
     /// Rate at decision, requests/s.
     pub rate: f64,
     /// The threshold it crossed.
@@ -266,6 +292,38 @@ pub(crate) struct StatusReply {
     /// The CrowdSec bouncer, when `[crowdsec]` is enabled.
     #[serde(default)]
     pub crowdsec: Option<CrowdsecStatus>,
+    /// The fleet, when `[fleet]` is enabled.
+    #[serde(default)]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// The fleet connection and what it shared and enforced since the daemon started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FleetStatus {
+    /// This host's name in the fleet.
+    pub host: String,
+    /// The NATS servers.
+    pub servers: Vec<String>,
+    /// The decision bucket.
+    pub bucket: String,
+    /// Connected, with the bucket watched.
+    pub up: bool,
+    /// Unix time at which the last full read of the bucket finished.
+    pub last_sync_unix: Option<f64>,
+    /// Why the last session ended, while it is down.
+    pub last_error: Option<String>,
+    /// This host's decisions and deletions handed to the fleet task.
+    pub published: u64,
+    /// Operations that failed to publish (queued again for the next session).
+    pub publish_failures: u64,
+    /// Peers' decisions written to the maps.
+    pub remote_applied: u64,
+    /// Peers' decisions refused (malformed, or by the guard).
+    pub remote_refused: u64,
+    /// Peers' entries removed (deleted in the bucket, or gone at a sync).
+    pub remote_deleted: u64,
+    /// Peers whose heavy-hitter report is at most 2 s old.
+    pub peers_reporting: usize,
 }
 
 /// The CrowdSec bouncer's connection and what it enforced since the daemon started.

@@ -6,7 +6,7 @@
 //! `sensor` (evidence in: [`sensor::RequestEvent`]) → `detect` (rules and rates) →
 //! `enforce` (guard and the map writer: [`enforce::Decision`] in, block maps out).
 //! `bpf` loads, pins and opens the kernel side; `daemon` wires the pipeline together;
-//! `sources` are decision sources beyond the detector (CrowdSec);
+//! `sources` are decision sources beyond the detector (CrowdSec, the fleet's peers over NATS);
 //! `cli` is the operator command line (`blocklist` the list format it imports and exports); `config` the validated settings; `control` the typed
 //! protocol between the CLI and the running daemon.
 

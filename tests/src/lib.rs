@@ -7,6 +7,7 @@
 
 pub mod crowdsec;
 pub mod edge;
+pub mod fleet;
 pub mod fuzz;
 pub mod kernel;
 pub mod net;

@@ -1,5 +1,5 @@
 //! `cargo xtask bench all` ends here: reads bench-results/{verdict,detect,drop,survival,proxy,
-//! import,crowdsec}.json,
+//! import,crowdsec,fleet}.json,
 //! draws the drop-capacity plot and writes BENCHMARKS.md and bench-results/benchmarks.json.
 
 use std::fmt::Write as _;
@@ -114,6 +114,7 @@ fn survival_table(md: &mut String, survival: &Value) {
 
 fn main() {
     let dir = floodgate_bench::results::dir();
+    let fleet = read(&dir, "fleet");
     let (verdict, detect, drop, survival, survival_https, proxy, import, crowdsec) = (
         read(&dir, "verdict"),
         read(&dir, "detect"),
@@ -130,7 +131,7 @@ fn main() {
     let _ = writeln!(md, "# Floodgate benchmarks\n");
     let _ = writeln!(
         md,
-        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy|import|crowdsec`). \
+        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy|import|crowdsec|fleet`). \
          Absolute numbers on a shared 2-core VM move from run to run; the ratios measured in the same run are the result. \
          Every figure is a median of at least 5 runs; the spread (min–max over runs) is given where the runs are in the JSON.\n",
         command(&["nproc"]),
@@ -287,15 +288,16 @@ fn main() {
     proxy_section(&mut md, &proxy);
     import_section(&mut md, &import);
     crowdsec_section(&mut md, &crowdsec);
+    fleet_section(&mut md, &fleet);
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x bench import     # section 6\n./x bench crowdsec   # section 7\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
+        "## Reproduce\n\n```sh\n./x bench all        # everything above, then this file\n./x bench verdict    # section 2\n./x bench detect     # section 4\n./x bench drop       # section 1\n./x bench survival   # section 3\n./x bench proxy      # section 5\n./x bench import     # section 6\n./x bench crowdsec   # section 7\n./x bench fleet      # section 8\n./x loadtest         # the load-test kit's report and plot\n./x fuzz --time 120  # fuzzing counts\n```"
     );
     std::fs::write(dir.join("../BENCHMARKS.md"), &md).expect("write BENCHMARKS.md");
     std::fs::write(
         dir.join("benchmarks.json"),
         serde_json::to_string_pretty(
-            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "survival_https": survival_https, "proxy": proxy, "import": import, "crowdsec": crowdsec }),
+            &json!({ "verdict": verdict, "detect": detect, "drop": drop, "survival": survival, "survival_https": survival_https, "proxy": proxy, "import": import, "crowdsec": crowdsec, "fleet": fleet }),
         )
         .unwrap(),
     )
@@ -522,5 +524,34 @@ fn crowdsec_section(md: &mut String, cs: &Value) {
         cs["nftables_bouncer_s"]["median"].as_f64().unwrap_or(0.0),
         spread(&cs["nftables_bouncer_s"]["runs"]),
         cs["ratio_nftables_over_floodgate"].as_f64().unwrap_or(0.0),
+    );
+}
+
+fn fleet_section(md: &mut String, f: &Value) {
+    let _ = writeln!(
+        md,
+        "## 8. Fleet propagation through NATS JetStream (`./x bench fleet`)\n"
+    );
+    let _ = writeln!(
+        md,
+        "Three hosts (each its own namespaces, pin root and release daemon) and one nats-server 2.9 with JetStream (file store) in a namespace of its own, linked by veths. Latency: {} decisions made one at a time on the first host (`floodgate block add ADDR --fleet`), each timed by the two receiving daemons from the value's `decided_us` (the first host's clock when its daemon published) to their own map write, on the same machine's clock: {} arrivals. Throughput: {} bursts of {} decisions (`block add --fleet` with 1,000 targets per call), from the first call until both other hosts counted the last of them as applied (`status`); per receiving host, both in parallel. The anchor: a CrowdSec bouncer polls its LAPI every {} s by default, so a new decision waits half that on average before a bouncer even asks for it.\n",
+        f["latency_decisions"],
+        f["latency_ms"]["arrivals"],
+        f["decisions_per_s"]["runs"].as_array().map_or(0, Vec::len),
+        f["burst"],
+        f["crowdsec_poll_s"]
+    );
+    let _ = writeln!(
+        md,
+        "| figure | value | spread |\n|---|---:|---:|\n| propagation p50 | {:.2} ms | |\n| propagation p99 | {:.2} ms | |\n| propagation max | {:.2} ms | |\n| decisions/s into both other hosts' maps (median) | {:.0} | {} |\n| CrowdSec default poll: mean wait before a bouncer asks | {:.0} ms | |\n\nCrowdSec's mean poll wait / Floodgate's p50: **{:.0}×**.\n",
+        f["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        f["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+        f["latency_ms"]["max"].as_f64().unwrap_or(0.0),
+        f["decisions_per_s"]["median"].as_f64().unwrap_or(0.0),
+        spread_rate(&f["decisions_per_s"]["runs"]),
+        f["crowdsec_poll_s"].as_f64().unwrap_or(0.0) * 500.0,
+        f["ratio_crowdsec_mean_wait_over_p50"]
+            .as_f64()
+            .unwrap_or(0.0),
     );
 }

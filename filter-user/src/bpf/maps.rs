@@ -57,8 +57,11 @@ pub struct BlockView {
     pub target: Target,
     /// Rule name or operator text.
     pub reason: String,
-    /// One of "manual", "rule", "aggregate".
+    /// One of "manual", "rule", "aggregate", "crowdsec", "fleet".
     pub kind: &'static str,
+    /// The fleet host that decided a "fleet" entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin_host: Option<String>,
     /// Packets matched while in force.
     pub hits: u64,
     /// Seconds left; `None` = never expires.
@@ -167,12 +170,21 @@ fn view(target: Target, entry: &BlockEntry, now: u64) -> BlockView {
         filter_common::reason::RULE => "rule",
         filter_common::reason::AGGREGATE => "aggregate",
         filter_common::reason::CROWDSEC => "crowdsec",
+        filter_common::reason::FLEET => "fleet",
         _ => "manual",
+    };
+    let text = reason_string(&entry.reason_text);
+    let (origin_host, reason) = if entry.reason_code == filter_common::reason::FLEET {
+        let (host, reason) = crate::sources::fleet::value::split_map_reason(&text);
+        (host.map(str::to_owned), reason.to_owned())
+    } else {
+        (None, text)
     };
     BlockView {
         target,
-        reason: reason_string(&entry.reason_text),
+        reason,
         kind,
+        origin_host,
         hits: entry.hits,
         ttl_remaining_secs: (entry.expires_ns != 0)
             .then(|| entry.expires_ns.saturating_sub(now).div_ceil(1_000_000_000)),

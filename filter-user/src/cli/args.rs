@@ -195,12 +195,19 @@ pub enum BlockCommand {
         /// Free text kept with the entry (at most 32 bytes are stored).
         #[arg(long, default_value = "manual")]
         reason: String,
+        /// Also block them on every host of the fleet (`[fleet]`; the running daemon publishes
+        /// them; without a TTL they last the fleet's max_ttl elsewhere).
+        #[arg(long)]
+        fleet: bool,
     },
     /// Remove block entries.
     Del {
         /// Addresses or prefixes, exactly as blocked.
         #[arg(required = true)]
         targets: Vec<Target>,
+        /// Also lift them on every host of the fleet (through the running daemon).
+        #[arg(long)]
+        fleet: bool,
     },
     /// List block entries with reason, hits and remaining TTL.
     List(JsonArg),

@@ -27,6 +27,7 @@ pub(super) fn block(pins: &Pins, cmd: BlockCommand, socket_flag: Option<&Path>) 
             targets,
             ttl,
             reason: text,
+            fleet,
         } => {
             let ttl = ttl.filter(|t| !t.is_zero());
             let maps = open(pins)?;
@@ -52,10 +53,20 @@ pub(super) fn block(pins: &Pins, cmd: BlockCommand, socket_flag: Option<&Path>) 
                     )
                 );
             }
-            tell_daemon(socket_flag, targets, false);
+            tell_daemon(socket_flag, targets.clone(), false);
+            if fleet {
+                tell_fleet(
+                    socket_flag,
+                    Request::FleetShare {
+                        targets,
+                        ttl_secs: ttl.map(|t| t.as_secs()),
+                        reason: text,
+                    },
+                )?;
+            }
             Ok(())
         }
-        BlockCommand::Del { targets } => {
+        BlockCommand::Del { targets, fleet } => {
             pins.check()?;
             let mut writer = MapWriter::open(pins)?;
             let _lock = pins.lock()?;
@@ -68,7 +79,12 @@ pub(super) fn block(pins: &Pins, cmd: BlockCommand, socket_flag: Option<&Path>) 
                 }
             }
             writer.tidy_hint(true)?;
-            tell_daemon(socket_flag, targets, false);
+            tell_daemon(socket_flag, targets.clone(), false);
+            if fleet {
+                // Lifted fleet-wide even where this host held no entry of its own.
+                tell_fleet(socket_flag, Request::FleetLift { targets })?;
+                return Ok(());
+            }
             anyhow::ensure!(missing.is_empty(), "not blocked: {}", missing.join(", "));
             Ok(())
         }
@@ -105,6 +121,32 @@ pub(super) fn tell_daemon(socket_flag: Option<&Path>, targets: Vec<Target>, all:
         Err(err) => log::warn!(
             "the entries are written, but the running daemon was not told ({err}); it \
              picks them up when it sweeps or restarts"
+        ),
+    }
+}
+
+/// Hands a fleet request to the running daemon, which owns the NATS connection.
+fn tell_fleet(socket_flag: Option<&Path>, request: Request) -> Result<()> {
+    let path = socket(socket_flag);
+    match control::request(&path, request) {
+        Ok(control::Reply::FleetQueued { queued, up }) => {
+            if up {
+                println!("shared with the fleet ({queued})");
+            } else {
+                println!(
+                    "queued for the fleet ({queued}): NATS is unreachable now, the daemon \
+                     publishes them when it is back"
+                );
+            }
+            Ok(())
+        }
+        Ok(control::Reply::Error { error }) => {
+            anyhow::bail!("done on this host, not shared with the fleet: {error}")
+        }
+        Ok(other) => anyhow::bail!("the daemon answered a fleet request with {other:?}"),
+        Err(err) => anyhow::bail!(
+            "done on this host, not shared with the fleet: --fleet needs the running daemon \
+             ({err})"
         ),
     }
 }

@@ -171,6 +171,31 @@ pub(super) fn status(pins: &Pins, json: bool, socket_flag: Option<&Path>) -> Res
                             .map_or_else(String::new, |e| format!(" (last error: {e})"))
                     ),
                 }
+                match &d.fleet {
+                    None => println!("fleet         off"),
+                    Some(f) => println!(
+                        "fleet         host {} via {} bucket {}: {}, last sync {}; {} published, \
+                         {} publish failures, {} remote applied, {} refused, {} lifted, {} peers \
+                         reporting{}",
+                        f.host,
+                        f.servers.join(","),
+                        f.bucket,
+                        if f.up { "up" } else { "DOWN" },
+                        f.last_sync_unix.map_or_else(
+                            || "never".to_owned(),
+                            |at| format!("{:.0}s ago", (unix_now() - at).max(0.0))
+                        ),
+                        f.published,
+                        f.publish_failures,
+                        f.remote_applied,
+                        f.remote_refused,
+                        f.remote_deleted,
+                        f.peers_reporting,
+                        f.last_error
+                            .as_ref()
+                            .map_or_else(String::new, |e| format!(" (last error: {e})"))
+                    ),
+                }
             }
         }
     }
@@ -212,9 +237,12 @@ pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Pa
     }
     match &block {
         Some(b) => println!(
-            "{addr} is covered by block {} ({} rule/reason '{}'), {} hits, ttl {}{}",
+            "{addr} is covered by block {} ({}{} rule/reason '{}'), {} hits, ttl {}{}",
             b.target,
             b.kind,
+            b.origin_host
+                .as_ref()
+                .map_or_else(String::new, |h| format!(" from {h},")),
             b.reason,
             b.hits,
             ttl_text(b.ttl_remaining_secs, b.expired),
@@ -235,7 +263,17 @@ pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Pa
                     r.rule, r.rate, r.threshold
                 );
             }
-            if let Some(d) = why
+            if let Some(d) = why.decision.as_ref().filter(|d| d.origin == Origin::Fleet) {
+                println!(
+                    "decision: {} blocked by fleet host {}, reason '{}', offence {}, ttl {}s, {}s left",
+                    d.target,
+                    d.origin_host.as_deref().unwrap_or("?"),
+                    d.rule,
+                    d.offence,
+                    d.ttl_secs,
+                    d.ttl_remaining_secs
+                );
+            } else if let Some(d) = why
                 .decision
                 .as_ref()
                 .filter(|d| d.origin == Origin::Crowdsec)

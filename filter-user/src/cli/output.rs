@@ -34,7 +34,9 @@ pub(crate) fn print_blocks(blocks: &[BlockView]) {
             "{:<40} {:<10} {:<32} {:>12} {:>10}",
             b.target.to_string(),
             b.kind,
-            b.reason,
+            b.origin_host
+                .as_ref()
+                .map_or_else(|| b.reason.clone(), |h| format!("{} (from {h})", b.reason)),
             b.hits,
             ttl_text(b.ttl_remaining_secs, b.expired)
         );

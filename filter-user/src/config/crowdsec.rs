@@ -140,7 +140,7 @@ impl Crowdsec {
     }
 }
 
-fn optional_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+pub(super) fn optional_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     let text = String::deserialize(d)?;
     Ok((!text.is_empty()).then(|| PathBuf::from(text)))
 }

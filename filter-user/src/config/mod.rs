@@ -11,6 +11,7 @@ pub mod crowdsec;
 mod duration;
 mod escalation;
 mod filter;
+pub mod fleet;
 mod guard;
 mod proxy;
 mod rules;
@@ -27,9 +28,10 @@ pub use self::{
     duration::{Duration, DurationError},
     escalation::{Aggregation, Escalation},
     filter::{AttachMode, Filter, Sampling},
+    fleet::Fleet,
     guard::Guard,
     proxy::Proxy,
-    rules::{Action, Rule, RuleKey, SensorFilter, Weight},
+    rules::{Action, Rule, RuleKey, RuleScope, SensorFilter, Weight},
     service::{Control, Log, Metrics, State},
 };
 use crate::target::Target;
@@ -110,6 +112,8 @@ pub struct Settings {
     pub guard: Guard,
     /// `[crowdsec]`: enforcing the decisions of a CrowdSec Local API.
     pub crowdsec: Crowdsec,
+    /// `[fleet]`: sharing decisions and heavy hitters with other hosts through NATS.
+    pub fleet: Fleet,
 }
 
 impl Default for Settings {
@@ -130,6 +134,7 @@ impl Default for Settings {
             aggregation: Aggregation::default(),
             guard: Guard::default(),
             crowdsec: Crowdsec::default(),
+            fleet: Fleet::default(),
         }
     }
 }
@@ -145,7 +150,8 @@ impl Settings {
         self.escalation.validate("escalation")?;
         self.aggregation.validate("aggregation")?;
         self.guard.validate("guard")?;
-        self.crowdsec.validate("crowdsec")
+        self.crowdsec.validate("crowdsec")?;
+        self.fleet.validate("fleet")
     }
 }
 

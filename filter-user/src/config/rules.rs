@@ -56,6 +56,9 @@ pub struct Rule {
     pub action: Action,
     /// Block duration of a first offence.
     pub ttl: Duration,
+    /// Whose requests count: this host's, or the fleet's (this host's plus the latest
+    /// heavy-hitter reports of its `[fleet]` peers, added up once per second).
+    pub scope: RuleScope,
 }
 
 impl Default for Rule {
@@ -87,6 +90,8 @@ impl Default for Rule {
             action: Action::Block,
             // Long enough to hurt a flood, short enough to forgive a mistake.
             ttl: Duration::from_secs(600),
+            // This host's requests alone.
+            scope: RuleScope::Host,
         }
     }
 }
@@ -106,6 +111,17 @@ pub enum RuleKey {
     /// Per source address and Host.
     #[serde(rename = "source+host")]
     SourceHost,
+}
+
+/// `rules[].scope`: whose requests a rule counts.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleScope {
+    /// This host's requests, decided on the event that crosses the threshold.
+    Host,
+    /// The fleet's: this host's rate plus its peers' reported rates of the same source (or
+    /// prefix), decided once per second.
+    Fleet,
 }
 
 /// `rules[].sensor`: which evidence a rule counts.
@@ -205,6 +221,15 @@ impl Rule {
             "a TLS handshake or a held connection carries no request: signal = \
              \"tls_handshakes\" or \"connections\" takes no method, path, host, user agent, \
              protocol, status or upstream weight, a key of source or prefix, and the kernel sensor",
+        )?;
+        ensure(
+            !(self.scope == RuleScope::Fleet
+                && (self.signal == Signal::Connections
+                    || !matches!(self.key, RuleKey::Source | RuleKey::Prefix))),
+            path,
+            "scope",
+            "a fleet rule adds up rates of a source or prefix across hosts: it takes key = \
+             \"source\" or \"prefix\" and a signal of requests or tls_handshakes",
         )?;
         ensure(!self.ttl.0.is_zero(), path, "ttl", "must be positive")
     }

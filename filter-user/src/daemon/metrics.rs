@@ -159,6 +159,22 @@ pub(crate) const CROWDSEC_POLL_FAILURES: &str = "floodgate_crowdsec_poll_failure
 pub(crate) const CROWDSEC_LAST_SYNC: &str = "floodgate_crowdsec_last_sync_timestamp_seconds";
 /// The `action` labels of [`CROWDSEC_DECISIONS`].
 pub(crate) const CROWDSEC_ACTIONS: [&str; 4] = ["applied", "deleted", "refused", "malformed"];
+/// 1 when `[fleet]` is enabled, else 0.
+pub(crate) const FLEET_CONFIGURED: &str = "floodgate_fleet_configured";
+/// 1 while connected to NATS with the bucket watched, 0 otherwise (or when the fleet is off).
+pub(crate) const FLEET_UP: &str = "floodgate_fleet_up";
+/// Peers' decisions written to the maps.
+pub(crate) const FLEET_APPLIED: &str = "floodgate_fleet_remote_applied_total";
+/// Peers' decisions refused (label `reason`: malformed, allow_listed, too_wide, collateral).
+pub(crate) const FLEET_REFUSED: &str = "floodgate_fleet_remote_refused_total";
+/// This host's decisions (and deletions) that could not be published when made; they are
+/// published again after the reconnection.
+pub(crate) const FLEET_PUBLISH_FAILURES: &str = "floodgate_fleet_publish_failures_total";
+/// Unix time at which the last full read of the bucket finished.
+pub(crate) const FLEET_LAST_SYNC: &str = "floodgate_fleet_last_sync_timestamp_seconds";
+/// The `reason` labels of [`FLEET_REFUSED`].
+pub(crate) const FLEET_REFUSALS: [&str; 4] =
+    ["malformed", "allow_listed", "too_wide", "collateral"];
 
 /// Installs the exporter on `listen` (inside the running tokio runtime) and describes metrics.
 pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
@@ -287,7 +303,44 @@ pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
         Unit::Seconds,
         "Unix time of the last successful poll of the CrowdSec LAPI"
     );
+    describe_gauge!(FLEET_CONFIGURED, "1 when [fleet] is enabled");
+    describe_gauge!(
+        FLEET_UP,
+        "1 while connected to NATS with the fleet's decision bucket watched"
+    );
+    describe_counter!(
+        FLEET_APPLIED,
+        Unit::Count,
+        "Fleet peers' decisions written to the maps"
+    );
+    describe_counter!(
+        FLEET_REFUSED,
+        Unit::Count,
+        "Fleet peers' decisions refused, by reason (malformed, or the guard's)"
+    );
+    describe_counter!(
+        FLEET_PUBLISH_FAILURES,
+        Unit::Count,
+        "Decisions that could not be published to the fleet when made (retried after reconnecting)"
+    );
+    describe_gauge!(
+        FLEET_LAST_SYNC,
+        Unit::Seconds,
+        "Unix time of the last full read of the fleet's decision bucket"
+    );
     Ok(())
+}
+
+/// Registers the fleet metrics at their starting values, so that they exist from the start.
+pub(crate) fn register_fleet(configured: bool) {
+    metrics::gauge!(FLEET_CONFIGURED).set(f64::from(u8::from(configured)));
+    metrics::gauge!(FLEET_UP).set(0.0);
+    metrics::gauge!(FLEET_LAST_SYNC).set(0.0);
+    metrics::counter!(FLEET_APPLIED).absolute(0);
+    metrics::counter!(FLEET_PUBLISH_FAILURES).absolute(0);
+    for reason in FLEET_REFUSALS {
+        metrics::counter!(FLEET_REFUSED, "reason" => reason).absolute(0);
+    }
 }
 
 /// Registers the CrowdSec metrics at their starting values, so that they exist from the start.

@@ -8,6 +8,7 @@
 
 mod control;
 mod crowdsec;
+mod fleet;
 mod links;
 pub mod metrics;
 mod notify;
@@ -170,6 +171,7 @@ struct Daemon {
     proxy_file_backlog: u64,
     proxy_counts: ProxyCounts,
     crowdsec: Option<crowdsec::Bouncer>,
+    fleet: Option<fleet::Member>,
     calls: mpsc::Receiver<Call>,
     last_tick: Instant,
     last_sweep: Instant,
@@ -184,6 +186,7 @@ struct Daemon {
 impl Daemon {
     fn start(pins: Pins, settings: Settings, source: ConfigSource, args: &RunArgs) -> Result<Self> {
         let crowdsec_key = crowdsec::key(&settings)?;
+        let fleet_member = fleet::prepare(&settings)?;
         load_and_attach(&pins, &settings)?;
         let maps = Maps::open(&pins)?;
         let mut writer = MapWriter::open(&pins)?;
@@ -223,6 +226,7 @@ impl Daemon {
         });
         ::metrics::gauge!(m::PROXY_FILE_UP).set(0.0);
         let crowdsec = crowdsec::Bouncer::start(&settings, crowdsec_key);
+        let fleet = fleet::Member::start(&settings, fleet_member);
         let mut interfaces = Interfaces::new(
             &settings.filter.interfaces,
             attach::mode(settings.filter.attach_mode == AttachMode::Skb),
@@ -246,6 +250,7 @@ impl Daemon {
             proxy_file_backlog: 0,
             proxy_counts: ProxyCounts::default(),
             crowdsec,
+            fleet,
             calls,
             last_tick: Instant::now(),
             last_sweep: Instant::now(),
@@ -304,6 +309,7 @@ impl Daemon {
                 }
                 _ = file_ticker.tick(), if self.proxy_file.is_some() => self.read_proxy_file(),
                 Some(event) = crowdsec::next_event(self.crowdsec.as_mut()) => self.crowdsec_event(event),
+                Some(event) = fleet::next_event(self.fleet.as_mut()) => self.fleet_event(event),
                 Some(call) = self.calls.recv() => {
                     let reply = self.answer(call.request);
                     let _ = call.reply.send(reply);
@@ -403,6 +409,7 @@ impl Daemon {
                 return;
             }
         }
+        self.fleet_publish(d);
         if self.settings.filter.reset_connections {
             reset_connections(d.target);
         }
@@ -430,6 +437,7 @@ impl Daemon {
         self.last_tick = Instant::now();
         let now = monotonic_ns();
         self.detector.tick(now, elapsed);
+        self.fleet_tick(now);
         match self.maps.counters() {
             Ok(counters) => {
                 m::export_kernel_counters(&counters);
@@ -488,6 +496,7 @@ impl Daemon {
                 for target in &removed {
                     self.detector.forget(target);
                 }
+                self.fleet_expired(&removed);
             }
             Ok(_) => {}
             Err(err) => log::warn!("sweeping expired blocks: {err}"),
@@ -553,7 +562,14 @@ impl Daemon {
                     dropped: self.proxy_counts.dropped,
                 }),
                 crowdsec: self.crowdsec.as_ref().map(crowdsec::Bouncer::status),
+                fleet: self.fleet.as_ref().map(fleet::Member::status),
             })),
+            Request::FleetShare {
+                targets,
+                ttl_secs,
+                reason,
+            } => self.fleet_request(Some((ttl_secs, reason)), targets),
+            Request::FleetLift { targets } => self.fleet_request(None, targets),
             Request::Reload => match self.reload() {
                 Ok(reloaded) => Reply::Reloaded(reloaded),
                 Err(error) => Reply::Error { error },
@@ -596,9 +612,15 @@ impl Daemon {
             .collect();
         let decision = self.writer.decision_covering(addr).map(|d| {
             let until = d.crossed_ns.saturating_add(d.ttl.as_nanos() as u64);
+            let (host, rule) = if d.origin == crate::enforce::Origin::Fleet {
+                crate::sources::fleet::value::split_map_reason(&d.rule)
+            } else {
+                (None, d.rule.as_str())
+            };
             DecisionView {
                 target: d.target,
-                rule: d.rule.clone(),
+                rule: rule.to_owned(),
+                origin_host: host.map(str::to_owned),
                 origin: d.origin,
                 rate: d.rate,
                 threshold: d.threshold,

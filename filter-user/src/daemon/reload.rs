@@ -90,6 +90,11 @@ impl Daemon {
         new.control.socket.clone_from(&self.settings.control.socket);
         new.proxy.clone_from(&self.settings.proxy);
         new.crowdsec.clone_from(&self.settings.crowdsec);
+        // The fleet connection is made at start; a changed [fleet] needs a restart.
+        if new.fleet != self.settings.fleet {
+            log::warn!("reload: [fleet] changed; the change takes effect at the next start");
+        }
+        new.fleet.clone_from(&self.settings.fleet);
         let previous_allow = self.settings.allow.clone();
         if let Err(err) = self.apply_kernel_settings(&new, &previous_allow) {
             // Partly written: put the running configuration's values back.

@@ -9,15 +9,17 @@ use std::{
     time::Duration,
 };
 
+mod fleet;
 mod legit;
 pub mod rate;
 
 use crate::{
-    config::{Action, Rule, RuleKey, Settings, Weight},
+    config::{Action, Rule, RuleKey, RuleScope, Settings, Weight},
     enforce::{Decision, Origin},
     sensor::{RequestEvent, Signal},
     target::{Target, for_family, ip_key},
 };
+pub(crate) use fleet::PeerSums;
 use legit::LegitClients;
 use rate::{RateKey, RateTable};
 
@@ -62,6 +64,7 @@ pub struct Detector {
     aggregates: HashMap<Target, Vec<(IpAddr, u64)>>,
     top: HashMap<IpAddr, Talker>,
     legit: LegitClients,
+    fleet_keys: fleet::FleetKeys,
     hasher: std::collections::hash_map::RandomState,
     settings: Settings,
     stats: DetectStats,
@@ -79,6 +82,7 @@ impl Detector {
             aggregates: HashMap::new(),
             top: HashMap::new(),
             legit: LegitClients::default(),
+            fleet_keys: fleet::FleetKeys::default(),
             hasher: std::collections::hash_map::RandomState::new(),
             settings: settings.clone(),
             stats: DetectStats::default(),
@@ -91,6 +95,9 @@ impl Detector {
         let same_rules = self.rules == settings.rules;
         if !same_rules || settings.state.max_tracked != self.settings.state.max_tracked {
             self.table = RateTable::new(settings.state.max_tracked);
+        }
+        if !same_rules {
+            self.fleet_keys = fleet::FleetKeys::default();
         }
         self.rules = settings.rules.clone();
         self.settings = settings.clone();
@@ -146,6 +153,13 @@ impl Detector {
             heaviest = heaviest.max(rate / rule.threshold_rps);
             if target.is_host() {
                 own_share = own_share.max(rate / rule.threshold_rps);
+            }
+            if rule.scope == RuleScope::Fleet {
+                // Decided once per second on the fleet's sum (`fleet`).
+                let share = rate / rule.threshold_rps;
+                self.fleet_keys
+                    .note(index as u8, target, share, &self.settings.fleet);
+                continue;
             }
             if rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
                 continue;

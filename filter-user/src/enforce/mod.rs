@@ -23,6 +23,8 @@ pub enum Origin {
     Operator,
     /// A CrowdSec decision from the LAPI stream (`[crowdsec]`).
     Crowdsec,
+    /// A fleet peer's decision from the NATS bucket (`[fleet]`).
+    Fleet,
 }
 
 impl Origin {
@@ -34,6 +36,7 @@ impl Origin {
             Self::Aggregate => filter_common::reason::AGGREGATE,
             Self::Operator => filter_common::reason::MANUAL,
             Self::Crowdsec => filter_common::reason::CROWDSEC,
+            Self::Fleet => filter_common::reason::FLEET,
         }
     }
 
@@ -45,13 +48,14 @@ impl Origin {
             filter_common::reason::RULE => Self::Rule,
             filter_common::reason::AGGREGATE => Self::Aggregate,
             filter_common::reason::CROWDSEC => Self::Crowdsec,
+            filter_common::reason::FLEET => Self::Fleet,
             _ => Self::Operator,
         }
     }
 
     /// True when the writer may evict this origin's exact entries to make room in a full map:
-    /// only the daemon's own detections. An operator's block and a CrowdSec decision are
-    /// someone else's judgement, kept until they expire or their author lifts them.
+    /// only the daemon's own detections. An operator's block, a CrowdSec decision and a fleet
+    /// peer's are someone else's judgement, kept until they expire or their author lifts them.
     #[must_use]
     pub(crate) fn evictable(self) -> bool {
         matches!(self, Self::Rule | Self::Aggregate)
