@@ -112,6 +112,13 @@ fn survival_table(md: &mut String, survival: &Value) {
     }
 }
 
+/// When a part's results were measured (each part runs on its own; machines and days differ).
+fn ran_at(part: &Value) -> String {
+    part["run_at"]
+        .as_str()
+        .map_or_else(|| "\n".to_owned(), |at| format!("\n\nMeasured {at}.\n"))
+}
+
 fn main() {
     let dir = floodgate_bench::results::dir();
     let fleet = read(&dir, "fleet");
@@ -131,7 +138,7 @@ fn main() {
     let _ = writeln!(md, "# Floodgate benchmarks\n");
     let _ = writeln!(
         md,
-        "Machine: {} × {cpu}, {} GiB, Linux {}. Generated {} by `./x bench all` (each part: `./x bench verdict|detect|drop|survival|proxy|import|crowdsec|fleet`). \
+        "Report written on: {} × {cpu}, {} GiB, Linux {}, {}, by `./x bench all` or after one part (`./x bench verdict|detect|drop|survival|proxy|import|crowdsec|fleet`); each section says when its part was measured, and parts measured on other days ran on other machines of the same size (2 cores, 24 GiB) whose speed differs. \
          Absolute numbers on a shared 2-core VM move from run to run; the ratios measured in the same run are the result. \
          Every figure is a median of at least 5 runs; the spread (min–max over runs) is given where the runs are in the JSON.\n",
         command(&["nproc"]),
@@ -148,7 +155,11 @@ fn main() {
         "Raw data: `bench-results/*.json`; plots: `bench-results/drop.png`, `bench-results/survival.png`, `bench-results/survival-https.png`, `bench-results/loadtest.png` (`./x loadtest`).\n"
     );
 
-    let _ = writeln!(md, "## 1. Drop capacity (`./x bench drop`)\n");
+    let _ = writeln!(
+        md,
+        "## 1. Drop capacity (`./x bench drop`){}",
+        ran_at(&drop)
+    );
     let _ = writeln!(
         md,
         "A generator program runs through `BPF_PROG_TEST_RUN` in live-frames mode in the sender namespace, rewrites each 60-byte IPv4/UDP frame's source to the next of N addresses and redirects it into a veth; the receiving namespace drops it with each method in turn. Maps and sets hold 1,000,000 entries (the flooding sources among them); Floodgate's allow list (1,000) and prefix map (1,000) are populated. The generator thread is pinned to CPU 1 and the receiving veth's NAPI runs in softirq on the same CPU, so each figure is sender + receiver on one core; drop-all is the floor (generator + veth). 2,000,000 frames per run, 5 runs. iptables is Debian's nf_tables backend with an ipset (hash:ip) match in the raw table; nftables drops in a netdev ingress chain with a set. xdp-filter is Debian's xdp-tools 1.3.1, the XDP deny list users run today, loaded with `xdp-filter load -m native` (default features and policy) on the same veth with the same sources denied; its map is a per-CPU hash of 10,000 entries, filled to capacity (flooding sources first, then fillers). xdp-trafficgen of the same package fails to load on this kernel, so the generator is the project's own.\n"
@@ -193,7 +204,11 @@ fn main() {
         "With 65,536 sources every method pays cache misses in a 1,000,000-entry table on every packet and they converge; with 256 hot sources the per-method cost shows.\n"
     );
 
-    let _ = writeln!(md, "## 2. Verdict cost (`./x bench verdict`)\n");
+    let _ = writeln!(
+        md,
+        "## 2. Verdict cost (`./x bench verdict`){}",
+        ran_at(&verdict)
+    );
     let _ = writeln!(
         md,
         "Cost per packet through `BPF_PROG_TEST_RUN` (median of {} runs × {} repetitions), 1,000,000 exact entries and 100,000 prefixes loaded; the empty program's cost (the harness) is subtracted; ratio to the minimal exact-hash-drop program.\n",
@@ -219,7 +234,11 @@ fn main() {
         "\nPrefix drops walk an LPM trie of 100,000 prefixes; the minimal program has no prefix stage at all (it pays one hash miss), so that ratio compares different work.\n"
     );
 
-    let _ = writeln!(md, "## 3. Flood survival (`./x bench survival`)\n");
+    let _ = writeln!(
+        md,
+        "## 3. Flood survival (`./x bench survival`){}",
+        ran_at(&survival)
+    );
     let _ = writeln!(
         md,
         "nginx proxies to a backend that spends 2 ms of CPU per request under one lock (≤ 500 requests/s: it really fails under a flood). Legitimate clients send 20 requests/s open loop, each on a new connection with a 2 s timeout; 64 addresses flood for 10 s, with wrk (closed loop, 128 connections) and with 100 pipelined requests/s each (open loop: wrk alone only offers what the server completes, about 8 requests/s per address here, less than a legitimate client). Side by side in one run: no protection, nginx `limit_req` per address (10 r/s, burst 10), fail2ban 1.0 (a jail on nginx's access log: `maxretry = 31` within `findtime = 1`: nginx logs whole seconds and fail2ban keeps the matches of the seconds ≥ now − findtime, so the window spans two log seconds and 31 there is more than 15 per second — with `maxretry = 16` it banned the legitimate clients at 10 requests/s too; polling backend; `nftables` action, all ports, drop), CrowdSec 1.4 (its agent and LAPI reading nginx's access log with the nginx parsers of the local hub snapshot and a leaky-bucket scenario of capacity 15 leaking 15/s; ban decisions applied by crowdsec-firewall-bouncer in nftables mode polling the LAPI every second), Floodgate (per-source rule at 15 requests/s). The peers run inside the server namespace with their own configuration in a temp dir; their nftables tables live there. Mitigated: from the flood start until every one of the 64 flooding addresses is blocked (Floodgate's block map, the peers' nftables sets, polled every 100 ms); \"never\" when that did not happen within the 10 s flood in most runs. Mitigator CPU: the daemon, fail2ban-server, or CrowdSec's agent + bouncer during the flood. Latency percentiles count a failed request as 2,000 ms. Recovery: from the flood start until every later legitimate request succeeds under 2× the idle median. CPU: nginx and backend processes during the flood. `bench-results/survival.png`: legitimate latency and the backend's completed requests per second over time, per mode.\n"
@@ -230,12 +249,12 @@ fn main() {
         "\nTargets with Floodgate: legitimate success ≥ 99.9 % and p99 ≤ 2× idle once mitigated, mitigation ≤ 1 s. The p99 over the whole flood window includes the moments before the blocks; after the recovery time every legitimate request is under 2× idle by its definition. nginx `limit_req` counts the requests nginx reads: the saturated backend holds each flooding address at about 8 processed requests/s, under its 10 r/s limit, so it never fires; Floodgate counts request starts as they arrive at XDP, blocks the sources and closes their established connections (`ss -K`), which stops the work they had queued. fail2ban and CrowdSec read nginx's access log, so they see a request only once nginx has finished it: the saturated backend completes about 8 requests/s per flooding address (what keeps `limit_req` from firing too), so in the log no address looks like more than 15 requests/s, and whatever an address did before its ban had already cost the backend. A peer that blocked no flooder during the flood was checked after it with a burst of 100 requests/s from a fresh address, which it banned (the bench fails otherwise): its setup mitigates; the flood never reached its threshold in the log. Their nftables drop (input hook) also leaves established connections' queued work running, as Floodgate would without `ss -K`.\n"
     );
 
-    let _ = writeln!(md, "### Over HTTPS with HTTP/2\n");
+    let _ = writeln!(md, "### Over HTTPS with HTTP/2{}", ran_at(&survival_https));
     let _ = writeln!(md, "{SURVIVAL_HTTPS}\n");
     survival_table(&mut md, &survival_https);
     let _ = writeln!(md);
 
-    let _ = writeln!(md, "## 4. Daemon (`./x bench detect`)\n");
+    let _ = writeln!(md, "## 4. Daemon (`./x bench detect`){}", ran_at(&detect));
     let ingest = &detect["ingest"];
     let _ = writeln!(md, "| figure | value | target |\n|---|---:|---|");
     let _ = writeln!(
@@ -308,7 +327,11 @@ fn main() {
 fn proxy_section(md: &mut String, proxy: &Value) {
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let (ingest, cost, latency) = (&proxy["ingest"], &proxy["proxy_cost"], &proxy["latency"]);
-    let _ = writeln!(md, "## 5. Proxy request feed (`./x bench proxy`)\n");
+    let _ = writeln!(
+        md,
+        "## 5. Proxy request feed (`./x bench proxy`){}",
+        ran_at(&proxy)
+    );
     let _ = writeln!(
         md,
         "Ingest: {} datagrams as nginx sends them (the `log_format` of `floodgate proxy-snippet nginx` filled in, behind nginx's syslog header, {:.0} bytes on average) from {} clients (IPv4 and IPv6; paths, statuses, protocols, agents varied) through the feed's parser, `proxy::event` and the detector with the default rules, on one core, median of 5 runs; beside it a generic JSON parse (`serde_json::Value`) of the same objects alone. \
@@ -468,7 +491,11 @@ fn proxy_section(md: &mut String, proxy: &Value) {
 
 fn import_section(md: &mut String, import: &Value) {
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-    let _ = writeln!(md, "## 6. Block list import (`./x bench import`)\n");
+    let _ = writeln!(
+        md,
+        "## 6. Block list import (`./x bench import`){}",
+        ran_at(&import)
+    );
     let _ = writeln!(
         md,
         "`floodgate block import` of a {}-entry list ({} IPv4 and {} IPv6 addresses, {} IPv4 /28 and {} IPv6 /64 prefixes, interleaved) into freshly flushed pinned maps, next to `ipset restore` of the same list into two hash:net sets (one per family) in a test namespace, in the same run. Wall time of the whole command (process start, read, parse, guard checks, map writes), median of {} runs.\n",
@@ -510,7 +537,11 @@ fn import_section(md: &mut String, import: &Value) {
 }
 
 fn crowdsec_section(md: &mut String, cs: &Value) {
-    let _ = writeln!(md, "## 7. CrowdSec blocklist load (`./x bench crowdsec`)\n");
+    let _ = writeln!(
+        md,
+        "## 7. CrowdSec blocklist load (`./x bench crowdsec`){}",
+        ran_at(cs)
+    );
     let _ = writeln!(
         md,
         "{} decisions ({} IPv4 and {} IPv6 addresses, {} IPv6 /64 ranges: community-blocklist scale) imported at once into a real LAPI (Debian's crowdsec 1.4.6, `cscli decisions import`); then the time from a bouncer's start until it enforces every one of them (its first poll, `startup=true`): Floodgate (release daemon, a fresh one with empty pinned maps each run, counted in its block maps) and Debian's crowdsec-firewall-bouncer 0.0.25 in nftables mode (counted in its sets, `nft list set`), one after the other in the same namespace against the same LAPI. A start rather than a delta while the bouncer runs: the LAPI's deltas can miss decisions committed during a poll, which would time that race rather than the load (Floodgate asks for the whole set again every 10 minutes for that reason). Median of {} runs. Both figures include the LAPI building its answer (1.0–1.5 s for 100,000 decisions in its own request log on this machine) and Floodgate's includes its start (load, attach: about 0.3 s); the firewall bouncer spends the rest adding the elements to its sets.\n",
@@ -530,7 +561,8 @@ fn crowdsec_section(md: &mut String, cs: &Value) {
 fn fleet_section(md: &mut String, f: &Value) {
     let _ = writeln!(
         md,
-        "## 8. Fleet propagation through NATS JetStream (`./x bench fleet`)\n"
+        "## 8. Fleet propagation through NATS JetStream (`./x bench fleet`){}",
+        ran_at(f)
     );
     let _ = writeln!(
         md,
