@@ -7,6 +7,7 @@
 //! a duration or address that does not parse: [`ConfigError::Parse`]), then each section's
 //! `validate` checks ranges and consistency ([`ConfigError::Invalid`]).
 
+pub mod adaptive;
 pub mod crowdsec;
 mod duration;
 mod escalation;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::{
+    adaptive::Adaptive,
     crowdsec::Crowdsec,
     duration::{Duration, DurationError},
     escalation::{Aggregation, Escalation},
@@ -110,6 +112,8 @@ pub struct Settings {
     pub guard: Guard,
     /// `[crowdsec]`: enforcing the decisions of a CrowdSec Local API.
     pub crowdsec: Crowdsec,
+    /// `[adaptive]`: learned baselines and adaptive thresholds under attack.
+    pub adaptive: Adaptive,
 }
 
 impl Default for Settings {
@@ -130,6 +134,7 @@ impl Default for Settings {
             aggregation: Aggregation::default(),
             guard: Guard::default(),
             crowdsec: Crowdsec::default(),
+            adaptive: Adaptive::default(),
         }
     }
 }
@@ -145,7 +150,8 @@ impl Settings {
         self.escalation.validate("escalation")?;
         self.aggregation.validate("aggregation")?;
         self.guard.validate("guard")?;
-        self.crowdsec.validate("crowdsec")
+        self.crowdsec.validate("crowdsec")?;
+        self.adaptive.validate("adaptive")
     }
 }
 

@@ -10,7 +10,7 @@ fn the_default_file_is_exactly_the_builtin_default() {
 }
 
 /// The sections of the default file, and `[[rules]]` standing for every rule.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "",
     "filter",
     "sampling",
@@ -22,6 +22,7 @@ const SECTIONS: [&str; 11] = [
     "aggregation",
     "guard",
     "crowdsec",
+    "adaptive",
 ];
 
 /// The keys serde accepts at `section`: its message for an unknown key lists them.
