@@ -9,8 +9,12 @@ use std::{
     time::Duration,
 };
 
+pub(crate) mod adaptive;
+pub(crate) mod attack;
+pub mod baseline;
 mod legit;
 pub mod rate;
+mod sketch;
 
 use crate::{
     config::{Action, Rule, RuleKey, Settings, Weight},
@@ -18,6 +22,7 @@ use crate::{
     sensor::{RequestEvent, Signal},
     target::{Target, for_family, ip_key},
 };
+use adaptive::Adaptive;
 use legit::LegitClients;
 use rate::{RateKey, RateTable};
 
@@ -62,6 +67,7 @@ pub struct Detector {
     aggregates: HashMap<Target, Vec<(IpAddr, u64)>>,
     top: HashMap<IpAddr, Talker>,
     legit: LegitClients,
+    adaptive: Adaptive,
     hasher: std::collections::hash_map::RandomState,
     settings: Settings,
     stats: DetectStats,
@@ -79,6 +85,7 @@ impl Detector {
             aggregates: HashMap::new(),
             top: HashMap::new(),
             legit: LegitClients::default(),
+            adaptive: Adaptive::new(&settings.adaptive),
             hasher: std::collections::hash_map::RandomState::new(),
             settings: settings.clone(),
             stats: DetectStats::default(),
@@ -93,6 +100,7 @@ impl Detector {
             self.table = RateTable::new(settings.state.max_tracked);
         }
         self.rules = settings.rules.clone();
+        self.adaptive.reconfigure(&settings.adaptive);
         self.settings = settings.clone();
     }
 
@@ -178,6 +186,9 @@ impl Detector {
             });
         }
         self.rules = rules;
+        if self.adaptive.observe(event) {
+            own_share = own_share.max(1.0);
+        }
         // Only heavy talkers (≥ 10 % of a threshold) are tracked for `top`: light clients cost
         // nothing here, and a flood of distinct sources cannot churn the table.
         if heaviest >= TOP_MIN_SHARE {
