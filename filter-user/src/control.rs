@@ -13,7 +13,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{enforce::Origin, target::Target};
+use crate::{detect::adaptive::ServiceView, enforce::Origin, target::Target};
 
 /// Version of this protocol; bumped on an incompatible change.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -65,6 +65,8 @@ pub(crate) enum Request {
     /// Re-read the configuration the daemon was started with and apply it (what SIGHUP
     /// does), answering whether it was taken.
     Reload,
+    /// The learned baselines and attack state of the adaptive services.
+    Baseline,
 }
 
 /// The daemon's answer.
@@ -86,6 +88,8 @@ pub(crate) enum Reply {
     },
     /// Answer to [`Request::Reload`]: the new configuration is in force.
     Reloaded(ReloadReply),
+    /// Answer to [`Request::Baseline`].
+    Baseline(BaselineReply),
     /// The request could not be served.
     Error {
         /// Why.
@@ -266,6 +270,20 @@ pub(crate) struct StatusReply {
     /// The CrowdSec bouncer, when `[crowdsec]` is enabled.
     #[serde(default)]
     pub crowdsec: Option<CrowdsecStatus>,
+    /// The adaptive services (empty when `[adaptive]` is off).
+    #[serde(default)]
+    pub adaptive: Vec<ServiceView>,
+}
+
+/// The adaptive detector's baselines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BaselineReply {
+    /// `[adaptive] enabled`.
+    pub enabled: bool,
+    /// Where the baselines are kept.
+    pub state_file: PathBuf,
+    /// The services.
+    pub services: Vec<ServiceView>,
 }
 
 /// The CrowdSec bouncer's connection and what it enforced since the daemon started.
@@ -472,6 +490,7 @@ mod tests {
                 all: false,
             },
             Request::Reload,
+            Request::Baseline,
         ] {
             let line = serde_json::to_string(&RequestLine {
                 version: PROTOCOL_VERSION,

@@ -150,6 +150,9 @@ pub(super) fn status(pins: &Pins, json: bool, socket_flag: Option<&Path>) -> Res
                         );
                     }
                 }
+                for service in &d.adaptive {
+                    super::baseline::print_service(service);
+                }
                 match &d.crowdsec {
                     None => println!("crowdsec      off"),
                     Some(c) => println!(

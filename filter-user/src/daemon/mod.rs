@@ -6,6 +6,7 @@
 //! SIGHUP and `floodgate reload` (a control request) reload the configuration; SIGTERM/SIGINT stop the daemon while the pinned filter
 //! keeps enforcing. The loop holds no detection or map logic of its own.
 
+mod adaptive;
 mod control;
 mod crowdsec;
 mod links;
@@ -37,8 +38,8 @@ use crate::{
     clock::{format_duration, monotonic_ns},
     config::{self as cfg, AttachMode, Settings},
     control::{
-        DecisionView, EvidenceTotals, PacketTotals, ProxyStatus, Reply, Request, RuleRate,
-        StatusReply, TalkerRow, TopReply, WhyReply,
+        BaselineReply, DecisionView, EvidenceTotals, PacketTotals, ProxyStatus, Reply, Request,
+        RuleRate, StatusReply, TalkerRow, TopReply, WhyReply,
     },
     detect::{Detector, rate::RateTable},
     enforce::{Decision, guard, writer::MapWriter, writer::Written},
@@ -179,6 +180,7 @@ struct Daemon {
     /// Kernel samples handed to the detector and block decisions written (for `top`).
     kernel_events: u64,
     blocks_written: u64,
+    last_baseline_save: Instant,
 }
 
 impl Daemon {
@@ -254,7 +256,9 @@ impl Daemon {
             unparsed: 0,
             kernel_events: 0,
             blocks_written: 0,
+            last_baseline_save: Instant::now(),
         };
+        daemon.load_baselines();
         daemon.apply_kernel_settings(&settings, &[])?;
         daemon.export_gauges();
         Ok(daemon)
@@ -430,6 +434,7 @@ impl Daemon {
         self.last_tick = Instant::now();
         let now = monotonic_ns();
         self.detector.tick(now, elapsed);
+        self.adaptive_tick(now, elapsed);
         match self.maps.counters() {
             Ok(counters) => {
                 m::export_kernel_counters(&counters);
@@ -553,7 +558,13 @@ impl Daemon {
                     dropped: self.proxy_counts.dropped,
                 }),
                 crowdsec: self.crowdsec.as_ref().map(crowdsec::Bouncer::status),
+                adaptive: self.detector.adaptive_views(),
             })),
+            Request::Baseline => Reply::Baseline(BaselineReply {
+                enabled: self.settings.adaptive.enabled,
+                state_file: self.settings.adaptive.state_file.clone(),
+                services: self.detector.adaptive_views(),
+            }),
             Request::Reload => match self.reload() {
                 Ok(reloaded) => Reply::Reloaded(reloaded),
                 Err(error) => Reply::Error { error },
@@ -612,6 +623,9 @@ impl Daemon {
 
     fn stop(&mut self) {
         notify("STOPPING=1");
+        if self.detector.adaptive().enabled() {
+            self.save_baselines();
+        }
         let _ = std::fs::remove_file(&self.settings.control.socket);
         if self.detach_on_exit {
             let detached = self
