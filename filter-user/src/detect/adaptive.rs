@@ -6,8 +6,10 @@
 //! brings the service back to its capacity (or, without one, to its baseline rate).
 //!
 //! Cost per event: a match per service, one probe of a bounded rate table, and on the first
-//! event of a source in a new window one sketch insert. Per-source rates enter the sketch of
-//! the current second, which joins the baseline only if that second was not under attack.
+//! event of a source in a new window one sketch insert per service. A source's rate is its
+//! rate over all the adaptive services it uses (one probe, not one per service: the table is
+//! the cost); it enters the sketch of the current second of every service it used, which
+//! joins the baseline only if that second was not under attack.
 
 use std::{collections::HashMap, net::IpAddr, time::Duration};
 
@@ -196,6 +198,19 @@ impl Adaptive {
         self.cfg.enabled
     }
 
+    /// Starts loading the source's rate slot (called before the rules run, so that the memory
+    /// access overlaps their work).
+    #[inline]
+    pub(crate) fn prefetch(&self, src: IpAddr) {
+        if self.cfg.enabled {
+            self.table.prefetch(&RateKey {
+                addr: ip_key(src),
+                sub: 0,
+                rule: 0,
+            });
+        }
+    }
+
     /// Counts one event; true when its source is over an adaptive threshold under attack
     /// (a suspect, not a legitimate client, for the guard).
     pub(crate) fn observe(&mut self, event: &RequestEvent<'_>) -> bool {
@@ -205,13 +220,15 @@ impl Adaptive {
         {
             return false;
         }
-        let mut suspect = false;
-        let addr = ip_key(event.src);
+        // One pass to count and see which services the event is for, then one rate probe for
+        // the source (its rate over every adaptive service it uses), then the sketches.
+        let mut matched = 0u32;
+        let weight = f64::from(event.weight);
         for (index, s) in self.services.iter_mut().enumerate() {
             if !s.matches(event) {
                 continue;
             }
-            let weight = f64::from(event.weight);
+            matched |= 1 << index;
             s.pending_requests += weight;
             if let Some(secs) = event.upstream_secs {
                 s.upstream_sum += secs * weight;
@@ -223,14 +240,23 @@ impl Adaptive {
                     s.status_5xx += u64::from(event.weight);
                 }
             }
-            let key = RateKey {
-                addr,
-                sub: 0,
-                rule: index as u8,
-            };
-            let estimate = self
-                .table
-                .observe(&key, event.time_ns, self.window_ns, event.weight);
+        }
+        if matched == 0 {
+            return false;
+        }
+        let key = RateKey {
+            addr: ip_key(event.src),
+            sub: 0,
+            rule: 0,
+        };
+        let estimate = self
+            .table
+            .observe(&key, event.time_ns, self.window_ns, event.weight);
+        let mut suspect = false;
+        for (index, s) in self.services.iter_mut().enumerate() {
+            if matched & (1 << index) == 0 {
+                continue;
+            }
             if estimate.samples == 1 {
                 // First event of the source in this window: its rate over about the last one.
                 s.pending_sources.add(estimate.rate);

@@ -119,6 +119,7 @@ impl Detector {
     /// Counts one request event; returns the decisions it triggers.
     pub fn observe(&mut self, event: &RequestEvent<'_>) -> Vec<Decision> {
         self.stats.events += 1;
+        self.adaptive.prefetch(event.src);
         let mut decisions = Vec::new();
         let mut heaviest = 0.0f64;
         // The same, over the rules that rate this source alone (not a prefix it is in).
