@@ -14,7 +14,7 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Executions per target in the test suite's short, deterministic run.
 const SUITE_RUNS: u64 = 300_000;
 /// The targets in `fuzz/fuzz_targets`.
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "http_sample",
     "config",
     "cli_values",
@@ -22,6 +22,7 @@ const TARGETS: [&str; 7] = [
     "feed_file_lines",
     "blocklist",
     "crowdsec_stream",
+    "baseline_file",
 ];
 
 fn cargo_fuzz(env: &Env) -> Result<std::path::PathBuf> {
