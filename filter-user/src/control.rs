@@ -13,7 +13,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{detect::adaptive::ServiceView, enforce::Origin, target::Target};
+use crate::{
+    detect::adaptive::{AdaptiveWhy, ServiceView},
+    enforce::Origin,
+    target::Target,
+};
 
 /// Version of this protocol; bumped on an incompatible change.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -214,6 +218,9 @@ pub(crate) struct WhyReply {
     /// The decision this daemon wrote that is in force for the address (exact entry first,
     /// then the covering prefix it decided), if any.
     pub decision: Option<DecisionView>,
+    /// The numbers behind an adaptive decision for the address, when it is one.
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveWhy>,
 }
 
 /// One rule's view of an address.

@@ -618,7 +618,11 @@ impl Daemon {
                 ttl_remaining_secs: until.saturating_sub(now).div_ceil(1_000_000_000),
             }
         });
-        WhyReply { rates, decision }
+        WhyReply {
+            rates,
+            decision,
+            adaptive: self.detector.adaptive_why(addr),
+        }
     }
 
     fn stop(&mut self) {

@@ -72,6 +72,30 @@ pub(crate) struct ServiceView {
     pub decided: u64,
 }
 
+/// The numbers behind an adaptive decision, for `why`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct AdaptiveWhy {
+    /// The service under attack.
+    pub service: String,
+    /// What put it under attack.
+    pub trigger: Option<Trigger>,
+    /// Its rate when the source was decided, requests/s.
+    pub service_rps: f64,
+    /// Its learned normal rate.
+    pub baseline_rps: f64,
+    /// The rate it was to be brought back to (its capacity, else its baseline).
+    pub target_rps: f64,
+    /// The quantile of the per-source rates used, and its learned value (requests/s).
+    pub quantile: (f64, f64),
+    /// `k` and `floor_rps`: the threshold was max(floor, k × quantile).
+    pub k: f64,
+    /// See `k`.
+    pub floor_rps: f64,
+}
+
+/// Decisions whose numbers are kept for `why`.
+const MAX_DETAILS: usize = 1 << 16;
+
 /// What happened in a tick, for the daemon's log and metrics.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Change {
@@ -147,6 +171,8 @@ pub(crate) struct Adaptive {
     window_ns: u64,
     /// Thresholds per service, updated each tick (f64::INFINITY: not blocking).
     thresholds: Vec<f64>,
+    /// The numbers behind decisions in force, for `why`.
+    details: HashMap<Target, AdaptiveWhy>,
 }
 
 fn specs(cfg: &config::Adaptive) -> Vec<Service> {
@@ -170,6 +196,7 @@ impl Adaptive {
             .collect();
         Self {
             thresholds: vec![f64::INFINITY; services.len()],
+            details: HashMap::new(),
             services,
             table: RateTable::new(if cfg.enabled { TABLE_CAPACITY } else { 8 }),
             window_ns: cfg.window.0.as_nanos().max(1) as u64,
@@ -358,6 +385,22 @@ impl Adaptive {
                 }
                 excess -= rate;
                 s.decided += 1;
+                let q = s.baseline.quantile(self.cfg.quantile).unwrap_or(0.0);
+                if self.details.len() < MAX_DETAILS {
+                    self.details.insert(
+                        target,
+                        AdaptiveWhy {
+                            service: s.spec.name.clone(),
+                            trigger: s.attack.trigger,
+                            service_rps: s.rate,
+                            baseline_rps: baseline.unwrap_or(0.0),
+                            target_rps,
+                            quantile: (self.cfg.quantile, q),
+                            k: self.cfg.k,
+                            floor_rps: self.cfg.floor_rps,
+                        },
+                    );
+                }
                 log::info!(
                     "adaptive: {ip} at {rate:.1} req/s on service {} (threshold {threshold:.1} = \
                      max(floor {:.1}, k {:.1} × baseline p{} {:.2}); service at {:.0} req/s, \
@@ -481,11 +524,17 @@ impl super::Detector {
         let (decisions, changes) = self.adaptive.tick(now_ns, elapsed, |t| {
             decided.get(t).is_some_and(|until| *until > now_ns)
         });
-        let mut all = Vec::with_capacity(decisions.len());
-        for d in decisions {
+        // Every source decided in this tick is a suspect before any aggregate is weighed:
+        // the guard must not count the rest of the botnet as the prefix's legitimate users.
+        for d in &decisions {
             self.decided
                 .insert(d.target, now_ns.saturating_add(d.ttl.as_nanos() as u64));
             self.legit.suspect(d.target.ip, now_ns);
+        }
+        let decided = &self.decided;
+        self.adaptive.details.retain(|t, _| decided.contains_key(t));
+        let mut all = Vec::with_capacity(decisions.len());
+        for d in decisions {
             let aggregate = self.aggregate(&d);
             all.push(d);
             all.extend(aggregate);
@@ -502,6 +551,11 @@ impl super::Detector {
         }
     }
 
+    /// The numbers behind the adaptive decision in force for `ip`, if any.
+    pub(crate) fn adaptive_why(&self, ip: IpAddr) -> Option<AdaptiveWhy> {
+        self.adaptive.details.get(&Target::host(ip)).cloned()
+    }
+
     /// The adaptive state (for the daemon's state file and metrics).
     pub(crate) fn adaptive(&self) -> &Adaptive {
         &self.adaptive
@@ -514,166 +568,5 @@ impl super::Detector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{config, detect::Detector, sensor::Sensor};
-
-    const S: u64 = 1_000_000_000;
-
-    fn event(src: IpAddr, time_ns: u64, path: &str) -> RequestEvent<'_> {
-        RequestEvent {
-            src,
-            time_ns,
-            weight: 1,
-            method: "GET",
-            path,
-            host: Some("shop"),
-            user_agent: None,
-            sensor: Sensor::Kernel,
-            signal: Signal::Requests,
-            status: None,
-            upstream_secs: None,
-            protocol: None,
-        }
-    }
-
-    /// Runs `seconds` of traffic: each (address, requests/s) sends evenly; returns the
-    /// adaptive decisions and whether the service was ever under attack.
-    fn run(
-        d: &mut Detector,
-        from: u64,
-        seconds: u64,
-        sources: &[(IpAddr, u64)],
-    ) -> (Vec<Decision>, bool) {
-        let (mut decided, mut attacked) = (Vec::new(), false);
-        for second in from..from + seconds {
-            let mut events: Vec<(u64, IpAddr)> = Vec::new();
-            for (n, (ip, rps)) in sources.iter().enumerate() {
-                for i in 0..*rps {
-                    // Spread within the second, offset per source.
-                    let at = (i * S / rps + n as u64 * 7_919) % S;
-                    events.push((second * S + at, *ip));
-                }
-            }
-            events.sort();
-            for (t, ip) in events {
-                let _ = d.observe(&event(ip, t, "/api/search"));
-            }
-            d.tick((second + 1) * S, Duration::from_secs(1));
-            let (decisions, _) = d.adaptive_tick((second + 1) * S, Duration::from_secs(1));
-            decided.extend(decisions);
-            attacked |= d.adaptive_views()[0].attack.is_some();
-        }
-        (decided, attacked)
-    }
-
-    fn detector() -> Detector {
-        let text = "rules = []\n[adaptive]\nenabled = true\nperiod = \"60s\"\nlearning = \"20s\"\n\
-                    state_file = \"\"\ncalm = \"3s\"\n";
-        Detector::new(&config::parse(text, "t").unwrap())
-    }
-
-    fn addrs(prefix: &str, n: u32) -> Vec<IpAddr> {
-        (1..=n)
-            .map(|i| {
-                format!("{prefix}{}.{}", i / 250, i % 250 + 1)
-                    .parse()
-                    .unwrap()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn bots_under_the_rules_are_blocked_and_a_flash_crowd_is_not() {
-        let legit: Vec<(IpAddr, u64)> = addrs("198.18.1", 50)
-            .into_iter()
-            .enumerate()
-            .map(|(i, ip)| (ip, 1 + i as u64 % 3))
-            .collect();
-        let mut d = detector();
-        let (decided, attacked) = run(&mut d, 1, 30, &legit);
-        assert!(decided.is_empty() && !attacked, "learning: {decided:?}");
-        let view = &d.adaptive_views()[0];
-        assert!(view.learned, "{view:?}");
-        assert!(view.threshold_rps.unwrap() >= 10.0, "the floor: {view:?}");
-
-        // A flash crowd: five times the clients, each at 1..3 requests/s.
-        let crowd: Vec<(IpAddr, u64)> = addrs("198.18.2", 250)
-            .into_iter()
-            .enumerate()
-            .map(|(i, ip)| (ip, 1 + i as u64 % 3))
-            .collect();
-        let (decided, attacked) = run(&mut d, 31, 10, &crowd);
-        assert!(attacked, "five times the baseline is an attack");
-        assert!(decided.is_empty(), "nobody above the floor: {decided:?}");
-        run(&mut d, 41, 10, &legit);
-        assert!(d.adaptive_views()[0].attack.is_none(), "calm again");
-
-        // 300 bots at 15..25 requests/s among the legitimate clients.
-        let bots: Vec<(IpAddr, u64)> = addrs("198.18.8", 200)
-            .into_iter()
-            .chain((1..=100u32).map(|i| format!("2001:2:0:9::{i:x}").parse().unwrap()))
-            .enumerate()
-            .map(|(i, ip)| (ip, 15 + i as u64 % 11))
-            .collect();
-        let mut all = legit.clone();
-        all.extend(&bots);
-        let (decided, attacked) = run(&mut d, 51, 5, &all);
-        assert!(attacked);
-        let blocked: Vec<IpAddr> = decided
-            .iter()
-            .filter(|x| x.rule == ADAPTIVE_RULE)
-            .map(|x| x.target.ip)
-            .collect();
-        assert!(
-            legit.iter().all(|(ip, _)| !blocked.contains(ip)),
-            "no legitimate client"
-        );
-        assert_eq!(blocked.len(), bots.len(), "every bot");
-        assert!(
-            decided
-                .iter()
-                .all(|x| x.threshold >= 10.0 && x.rate > x.threshold)
-        );
-    }
-
-    #[test]
-    fn the_baseline_survives_a_restart_during_an_attack() {
-        let dir = std::env::temp_dir().join(format!("fg-adaptive-{}", std::process::id()));
-        let file = dir.join("baseline.json");
-        let text = format!(
-            "rules = []\n[adaptive]\nenabled = true\nperiod = \"60s\"\nlearning = \"20s\"\n\
-             state_file = \"{}\"\n",
-            file.display()
-        );
-        let settings = config::parse(&text, "t").unwrap();
-        let legit: Vec<(IpAddr, u64)> = addrs("198.18.1", 50)
-            .into_iter()
-            .map(|ip| (ip, 2))
-            .collect();
-        let mut d = Detector::new(&settings);
-        run(&mut d, 1, 30, &legit);
-        let bots: Vec<(IpAddr, u64)> = addrs("198.18.8", 300)
-            .into_iter()
-            .map(|ip| (ip, 20))
-            .collect();
-        let mut all = legit.clone();
-        all.extend(&bots);
-        let (_, attacked) = run(&mut d, 31, 3, &all);
-        assert!(attacked);
-        d.adaptive().save(0).unwrap();
-        // A new daemon during the attack: it knows the attack is one.
-        let mut d = Detector::new(&settings);
-        assert_eq!(d.load_baselines().unwrap(), 1);
-        let rps = d.adaptive_views()[0].baseline_rps.unwrap();
-        assert!((90.0..=110.0).contains(&rps), "{rps}");
-        let (decided, attacked) = run(&mut d, 100, 3, &all);
-        assert!(attacked && !decided.is_empty());
-        // A corrupt file is refused, not learned from.
-        std::fs::write(&file, b"{\"format\":\"floodgate-baseline\",\"version\":1,").unwrap();
-        let mut d = Detector::new(&settings);
-        assert!(d.load_baselines().is_err());
-        assert_eq!(d.adaptive_views()[0].baseline_rps, None);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+#[path = "adaptive_tests.rs"]
+mod tests;

@@ -379,7 +379,7 @@ mod tests {
                 "inconsistent",
             ),
             (
-                text[..text.len() / 2].as_bytes().to_vec(),
+                text.as_bytes()[..text.len() / 2].to_vec(),
                 "not a baseline file",
             ),
         ] {
