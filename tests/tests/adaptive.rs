@@ -435,13 +435,17 @@ fn a_botnet_under_the_per_source_rules_is_blocked_and_the_service_recovers() {
     // `why` names the adaptive decision with its numbers.
     let why = floodgate_json(&bed.pins, &["why", &bot_addrs[0].to_string(), "--json"]);
     let decision = &why["detector"]["decision"];
-    if decision["rule"] == "adaptive" {
-        assert!(
-            decision["rate"].as_f64() > decision["threshold"].as_f64(),
-            "{why}"
-        );
-        assert!(decision["threshold"].as_f64() >= Some(10.0), "{why}");
-    }
+    assert_eq!(decision["rule"], "adaptive", "{why}");
+    assert!(
+        decision["rate"].as_f64() > decision["threshold"].as_f64(),
+        "{why}"
+    );
+    assert!(decision["threshold"].as_f64() >= Some(10.0), "{why}");
+    let numbers = &why["detector"]["adaptive"];
+    assert!(
+        numbers["service"].is_string() && numbers["quantile"][1].as_f64() < Some(10.0),
+        "why names the service and the baseline compared with: {why}"
+    );
     let status = floodgate_json(&bed.pins, &["status", "--json"]);
     let services = status["daemon"]["adaptive"].as_array().expect("adaptive");
     assert!(
