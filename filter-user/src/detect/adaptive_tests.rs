@@ -129,6 +129,13 @@ fn bots_under_the_rules_are_blocked_and_a_flash_crowd_is_not() {
         "{why:?}"
     );
     assert!(d.adaptive_why(legit[0].0).is_none());
+    // The IPv6 bots share one /64: once 16 of them are blocked, the /64 is (aggregation).
+    assert!(
+        decided
+            .iter()
+            .any(|x| x.origin == Origin::Aggregate && x.target.to_string() == "2001:2:0:9::/64"),
+        "the /64 is aggregated"
+    );
 }
 
 #[test]
