@@ -302,23 +302,17 @@ fn p99(values: &mut [f64]) -> f64 {
     values[((values.len() as f64 * 0.99).ceil() as usize).clamp(1, values.len()) - 1]
 }
 
-/// Seconds from `from` until the probes' p99 over every later 2 s window stays within
-/// `bound` ms with every probe answered; `None` if it never does before `until`.
+/// Seconds from `from` until the legitimate service is back: every probe from then until
+/// `until` answered, and their p99 within `bound` ms. `None` if it never is.
 fn recovery(probes: &[(f64, bool, f64)], from: f64, until: f64, bound: f64) -> Option<f64> {
     let mut t = from;
     while t + 2.0 <= until {
-        let ok = (0..)
-            .map(|i| t + f64::from(i) * 0.5)
-            .take_while(|w| w + 2.0 <= until)
-            .all(|w| {
-                let window: Vec<_> = probes
-                    .iter()
-                    .filter(|(at, _, _)| *at >= w && *at < w + 2.0)
-                    .collect();
-                let mut ms: Vec<f64> = window.iter().map(|p| p.2).collect();
-                !window.is_empty() && window.iter().all(|p| p.1) && p99(&mut ms) <= bound
-            });
-        if ok {
+        let after: Vec<_> = probes
+            .iter()
+            .filter(|(at, _, _)| *at >= t && *at < until)
+            .collect();
+        let mut ms: Vec<f64> = after.iter().map(|p| p.2).collect();
+        if !after.is_empty() && after.iter().all(|p| p.1) && p99(&mut ms) <= bound {
             return Some(t - from);
         }
         t += 0.5;

@@ -169,7 +169,7 @@ pub(crate) struct Adaptive {
     services: Vec<ServiceState>,
     table: RateTable,
     window_ns: u64,
-    /// Thresholds per service, updated each tick (f64::INFINITY: not blocking).
+    /// Thresholds per service once learned, updated each tick (f64::INFINITY: learning).
     thresholds: Vec<f64>,
     /// The numbers behind decisions in force, for `why`.
     details: HashMap<Target, AdaptiveWhy>,
@@ -289,7 +289,9 @@ impl Adaptive {
                 s.pending_sources.add(estimate.rate);
             }
             if estimate.rate > self.thresholds[index] && estimate.samples >= 2 {
-                suspect = true;
+                // Candidates are kept in normal times too (cleared each tick), so that the
+                // tick that finds the service under attack can decide at once.
+                suspect |= s.attack.under();
                 if s.candidates.len() < MAX_CANDIDATES || s.candidates.contains_key(&event.src) {
                     let rate = s.candidates.entry(event.src).or_insert(0.0);
                     *rate = rate.max(estimate.rate);
@@ -357,10 +359,7 @@ impl Adaptive {
                 .quantile(self.cfg.quantile)
                 .filter(|_| learned)
                 .map(|q| (self.cfg.k * q).max(self.cfg.floor_rps));
-            self.thresholds[index] = match threshold {
-                Some(t) if s.attack.under() => t,
-                _ => f64::INFINITY,
-            };
+            self.thresholds[index] = threshold.unwrap_or(f64::INFINITY);
             let candidates = std::mem::take(&mut s.candidates);
             let Some(threshold) = threshold.filter(|_| s.attack.under()) else {
                 continue;
