@@ -16,7 +16,7 @@ use std::{
 };
 
 use floodgate_tests::{
-    ChildGuard, TempPins, blocked_targets, floodgate_json,
+    ChildGuard, TempPins, blocked_targets, floodgate_json, floodgate_ok,
     net::{Daemon, Nginx, SERVER_V4, SERVER_V6, Testbed, test_config, timed_get},
     unique, wait_until,
 };
@@ -472,6 +472,19 @@ fn a_flash_crowd_of_legitimate_clients_is_not_blocked() {
         log.contains("adaptive: service site under attack"),
         "five times the baseline rate is an attack, blocked or not:\n{log}"
     );
+    let text = floodgate_ok(&bed.pins, &["baseline"]);
+    for line in [
+        "service       site",
+        "service       api (host any, path /api/",
+        "per source  p50",
+    ] {
+        assert!(
+            text.contains(line),
+            "`floodgate baseline` lacks {line:?}:\n{text}"
+        );
+    }
+    let status = floodgate_ok(&bed.pins, &["status"]);
+    assert!(status.contains("service       site"), "{status}");
     daemon.stop();
 }
 
