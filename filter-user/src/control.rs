@@ -13,7 +13,11 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{enforce::Origin, target::Target};
+use crate::{
+    detect::adaptive::{AdaptiveWhy, ServiceView},
+    enforce::Origin,
+    target::Target,
+};
 
 /// Version of this protocol; bumped on an incompatible change.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -80,6 +84,8 @@ pub(crate) enum Request {
         /// The targets.
         targets: Vec<Target>,
     },
+    /// The learned baselines and attack state of the adaptive services.
+    Baseline,
 }
 
 /// The daemon's answer.
@@ -109,6 +115,8 @@ pub(crate) enum Reply {
         /// Connected to NATS now.
         up: bool,
     },
+    /// Answer to [`Request::Baseline`].
+    Baseline(BaselineReply),
     /// The request could not be served.
     Error {
         /// Why.
@@ -233,6 +241,9 @@ pub(crate) struct WhyReply {
     /// The decision this daemon wrote that is in force for the address (exact entry first,
     /// then the covering prefix it decided), if any.
     pub decision: Option<DecisionView>,
+    /// The numbers behind an adaptive decision for the address, when it is one.
+    #[serde(default)]
+    pub adaptive: Option<AdaptiveWhy>,
 }
 
 /// One rule's view of an address.
@@ -295,6 +306,9 @@ pub(crate) struct StatusReply {
     /// The fleet, when `[fleet]` is enabled.
     #[serde(default)]
     pub fleet: Option<FleetStatus>,
+    /// The adaptive services (empty when `[adaptive]` is off).
+    #[serde(default)]
+    pub adaptive: Vec<ServiceView>,
 }
 
 /// The fleet connection and what it shared and enforced since the daemon started.
@@ -324,6 +338,17 @@ pub(crate) struct FleetStatus {
     pub remote_deleted: u64,
     /// Peers whose heavy-hitter report is at most 2 s old.
     pub peers_reporting: usize,
+}
+
+/// The adaptive detector's baselines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BaselineReply {
+    /// `[adaptive] enabled`.
+    pub enabled: bool,
+    /// Where the baselines are kept.
+    pub state_file: PathBuf,
+    /// The services.
+    pub services: Vec<ServiceView>,
 }
 
 /// The CrowdSec bouncer's connection and what it enforced since the daemon started.
@@ -530,6 +555,7 @@ mod tests {
                 all: false,
             },
             Request::Reload,
+            Request::Baseline,
         ] {
             let line = serde_json::to_string(&RequestLine {
                 version: PROTOCOL_VERSION,

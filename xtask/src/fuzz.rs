@@ -14,7 +14,7 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Executions per target in the test suite's short, deterministic run.
 const SUITE_RUNS: u64 = 300_000;
 /// The targets in `fuzz/fuzz_targets`.
-const TARGETS: [&str; 8] = [
+const TARGETS: [&str; 9] = [
     "http_sample",
     "config",
     "cli_values",
@@ -23,6 +23,7 @@ const TARGETS: [&str; 8] = [
     "blocklist",
     "crowdsec_stream",
     "fleet_value",
+    "baseline_file",
 ];
 
 fn cargo_fuzz(env: &Env) -> Result<std::path::PathBuf> {

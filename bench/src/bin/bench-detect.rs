@@ -76,8 +76,13 @@ fn source(n: u32) -> IpAddr {
     }
 }
 
-fn ingest() -> (f64, serde_json::Value) {
-    let settings = config::parse("", "bench").expect("default config");
+/// `[adaptive]` on with two services (everything, and one path), for the ingest beside the
+/// default configuration.
+const ADAPTIVE: &str = "[adaptive]\nenabled = true\nstate_file = \"\"\n\
+    [[adaptive.services]]\nname = \"all\"\n[[adaptive.services]]\nname = \"api\"\npath_prefix = \"/api/\"\n";
+
+fn ingest(config_text: &str) -> (f64, serde_json::Value) {
+    let settings = config::parse(config_text, "bench").expect("bench config");
     let paths = [
         "/api/items",
         "/api/login",
@@ -393,7 +398,14 @@ fn sampling_error(rate: u32, n: u32) -> f64 {
 fn main() {
     floodgate_tests::require_root();
     eprintln!("ingest…");
-    let (per_sec, ingest_json) = ingest();
+    let (per_sec, ingest_json) = ingest("");
+    let (adaptive_per_sec, _) = ingest(ADAPTIVE);
+    eprintln!(
+        "ingest {per_sec:.0} samples/s; with [adaptive] on (2 services) {adaptive_per_sec:.0} samples/s"
+    );
+    if std::env::var_os("BENCH_DETECT_ONLY").is_some_and(|v| v == "ingest") {
+        return;
+    }
     eprintln!("memory…");
     let (bytes_per_client, total_bytes, tracked) = memory();
     eprintln!("detection latency (namespaces, nginx, daemon, 48 sources)…");
@@ -414,6 +426,9 @@ fn main() {
     let mut text = String::new();
     text.push_str(&format!(
         "ingest (parse + rate + rules, 1 core)   {per_sec:>12.0} samples/s   target ≥ 1,000,000\n"
+    ));
+    text.push_str(&format!(
+        "  with [adaptive] on (2 services)        {adaptive_per_sec:>12.0} samples/s   target ≥ 1,000,000\n"
     ));
     text.push_str(&format!(
         "  baseline httparse alone                {:>12.0} samples/s   ratio {:.2}\n",
@@ -470,6 +485,7 @@ fn main() {
         &text,
         &json!({
             "ingest": ingest_json,
+            "ingest_adaptive_samples_per_sec_median": adaptive_per_sec,
             "bytes_per_client": bytes_per_client,
             "total_bytes_1m": total_bytes,
             "tracked": tracked,

@@ -330,7 +330,7 @@ fn proxy_section(md: &mut String, proxy: &Value) {
     let _ = writeln!(
         md,
         "## 5. Proxy request feed (`./x bench proxy`){}",
-        ran_at(&proxy)
+        ran_at(proxy)
     );
     let _ = writeln!(
         md,
@@ -494,7 +494,7 @@ fn import_section(md: &mut String, import: &Value) {
     let _ = writeln!(
         md,
         "## 6. Block list import (`./x bench import`){}",
-        ran_at(&import)
+        ran_at(import)
     );
     let _ = writeln!(
         md,

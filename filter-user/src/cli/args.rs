@@ -55,6 +55,10 @@ pub enum Command {
     Stats(StatsArgs),
     /// Interfaces, mode, program id and map fill levels.
     Status(JsonArg),
+    /// The adaptive detector's learned baselines per service: normal request rate, per-source
+    /// rate quantiles, the threshold it would block above, and the attack state (asks the
+    /// running daemon).
+    Baseline(JsonArg),
     /// Switch between enforcing (drop) and monitor (count "would drop", pass) mode.
     Mode {
         /// The mode to switch to.

@@ -150,6 +150,9 @@ pub(super) fn status(pins: &Pins, json: bool, socket_flag: Option<&Path>) -> Res
                         );
                     }
                 }
+                for service in &d.adaptive {
+                    super::baseline::print_service(service);
+                }
                 match &d.crowdsec {
                     None => println!("crowdsec      off"),
                     Some(c) => println!(
@@ -255,6 +258,7 @@ pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Pa
         None if !allowed => println!("{addr} is not blocked"),
         None => {}
     }
+    let live_adaptive = live.as_ref().and_then(|w| w.adaptive.clone());
     match live {
         Some(why) => {
             for r in &why.rates {
@@ -298,6 +302,22 @@ pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Pa
             }
         }
         None => println!("(daemon not reachable: no live rates)"),
+    }
+    if let Some(a) = live_adaptive {
+        println!(
+            "adaptive: service {} under attack ({:?}) at {:.0} req/s (baseline {:.0} req/s, to be \
+             brought back to {:.0}); threshold max(floor {:.1}, k {:.1} × baseline p{} of \
+             per-source rates {:.2}) req/s",
+            a.service,
+            a.trigger,
+            a.service_rps,
+            a.baseline_rps,
+            a.target_rps,
+            a.floor_rps,
+            a.k,
+            a.quantile.0 * 100.0,
+            a.quantile.1
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! mutation and validate all input before writing anything.
 
 pub mod args;
+mod baseline;
 mod blocks;
 mod inspect;
 mod lists;
@@ -36,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Stats(a) if a.watch.watch => watch::stats(&pins, a.json, a.watch),
         Command::Stats(a) => inspect::stats(&pins, a.json),
         Command::Status(a) => inspect::status(&pins, a.json, cli.socket.as_deref()),
+        Command::Baseline(a) => baseline::show(a.json, &socket(cli.socket.as_deref())),
         Command::Mode { mode } => blocks::set_mode(&pins, mode),
         Command::Why { addr, json } => inspect::why(&pins, addr, json, cli.socket.as_deref()),
         Command::Top { limit, json, watch } if watch.watch => {

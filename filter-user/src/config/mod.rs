@@ -7,6 +7,7 @@
 //! a duration or address that does not parse: [`ConfigError::Parse`]), then each section's
 //! `validate` checks ranges and consistency ([`ConfigError::Invalid`]).
 
+pub mod adaptive;
 pub mod crowdsec;
 mod duration;
 mod escalation;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use self::{
+    adaptive::Adaptive,
     crowdsec::Crowdsec,
     duration::{Duration, DurationError},
     escalation::{Aggregation, Escalation},
@@ -114,6 +116,8 @@ pub struct Settings {
     pub crowdsec: Crowdsec,
     /// `[fleet]`: sharing decisions and heavy hitters with other hosts through NATS.
     pub fleet: Fleet,
+    /// `[adaptive]`: learned baselines and adaptive thresholds under attack.
+    pub adaptive: Adaptive,
 }
 
 impl Default for Settings {
@@ -135,6 +139,7 @@ impl Default for Settings {
             guard: Guard::default(),
             crowdsec: Crowdsec::default(),
             fleet: Fleet::default(),
+            adaptive: Adaptive::default(),
         }
     }
 }
@@ -151,7 +156,8 @@ impl Settings {
         self.aggregation.validate("aggregation")?;
         self.guard.validate("guard")?;
         self.crowdsec.validate("crowdsec")?;
-        self.fleet.validate("fleet")
+        self.fleet.validate("fleet")?;
+        self.adaptive.validate("adaptive")
     }
 }
 

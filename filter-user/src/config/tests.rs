@@ -10,7 +10,7 @@ fn the_default_file_is_exactly_the_builtin_default() {
 }
 
 /// The sections of the default file, and `[[rules]]` standing for every rule.
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "",
     "filter",
     "sampling",
@@ -23,6 +23,7 @@ const SECTIONS: [&str; 12] = [
     "guard",
     "crowdsec",
     "fleet",
+    "adaptive",
 ];
 
 /// The keys serde accepts at `section`: its message for an unknown key lists them.

@@ -62,6 +62,15 @@ pub(crate) const WRITE_FAILURES: &str = "floodgate_decision_write_failures_total
 /// Capacity of the block maps (label `kind`: exact, prefix), to compare with [`ACTIVE_BLOCKS`].
 pub(crate) const BLOCK_CAPACITY: &str = "floodgate_block_capacity";
 
+/// 1 while an adaptive service is under attack, else 0 (label `service`).
+pub(crate) const UNDER_ATTACK: &str = "floodgate_service_under_attack";
+/// Attacks an adaptive service came under (label `service`).
+pub(crate) const ATTACKS: &str = "floodgate_service_attacks_total";
+/// The learned normal request rate of an adaptive service (label `service`).
+pub(crate) const BASELINE_RPS: &str = "floodgate_service_baseline_requests_per_second";
+/// State file failures of the baselines (label `op`: load, save).
+pub(crate) const BASELINE_FILE_ERRORS: &str = "floodgate_baseline_file_errors_total";
+
 /// Values of the `why` label of [`SAMPLES_DROPPED`].
 pub(crate) const SAMPLE_DROP_REASONS: [&str; 2] = ["malformed", "unparsed"];
 /// Values of the `sensor` label of [`DETECTOR_EVENTS`].
@@ -115,6 +124,13 @@ pub(crate) fn register_known(settings: &crate::config::Settings) {
     }
     if settings.aggregation.min_addresses > 0 {
         counter!(DECISIONS, "rule" => crate::detect::AGGREGATE_RULE, "action" => decision_action(true))
+            .increment(0);
+    }
+    for op in ["load", "save"] {
+        counter!(BASELINE_FILE_ERRORS, "op" => op).increment(0);
+    }
+    if settings.adaptive.enabled {
+        counter!(DECISIONS, "rule" => crate::detect::adaptive::ADAPTIVE_RULE, "action" => decision_action(true))
             .increment(0);
     }
     for interface in &settings.filter.interfaces {
@@ -187,6 +203,21 @@ pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
         .install()
         .map_err(|e| anyhow::anyhow!("metrics exporter on {listen}: {e}"))?;
     describe_counter!(PACKETS, Unit::Count, "Packets by XDP outcome");
+    describe_gauge!(UNDER_ATTACK, "1 while an adaptive service is under attack");
+    describe_counter!(
+        ATTACKS,
+        Unit::Count,
+        "Attacks an adaptive service came under"
+    );
+    describe_gauge!(
+        BASELINE_RPS,
+        "Learned normal request rate of an adaptive service"
+    );
+    describe_counter!(
+        BASELINE_FILE_ERRORS,
+        Unit::Count,
+        "Baseline state file failures (op: load, save)"
+    );
     describe_counter!(
         REQUEST_STARTS,
         Unit::Count,

@@ -6,6 +6,7 @@
 //! SIGHUP and `floodgate reload` (a control request) reload the configuration; SIGTERM/SIGINT stop the daemon while the pinned filter
 //! keeps enforcing. The loop holds no detection or map logic of its own.
 
+mod adaptive;
 mod control;
 mod crowdsec;
 mod fleet;
@@ -38,8 +39,8 @@ use crate::{
     clock::{format_duration, monotonic_ns},
     config::{self as cfg, AttachMode, Settings},
     control::{
-        DecisionView, EvidenceTotals, PacketTotals, ProxyStatus, Reply, Request, RuleRate,
-        StatusReply, TalkerRow, TopReply, WhyReply,
+        BaselineReply, DecisionView, EvidenceTotals, PacketTotals, ProxyStatus, Reply, Request,
+        RuleRate, StatusReply, TalkerRow, TopReply, WhyReply,
     },
     detect::{Detector, rate::RateTable},
     enforce::{Decision, guard, writer::MapWriter, writer::Written},
@@ -181,6 +182,7 @@ struct Daemon {
     /// Kernel samples handed to the detector and block decisions written (for `top`).
     kernel_events: u64,
     blocks_written: u64,
+    last_baseline_save: Instant,
 }
 
 impl Daemon {
@@ -259,7 +261,9 @@ impl Daemon {
             unparsed: 0,
             kernel_events: 0,
             blocks_written: 0,
+            last_baseline_save: Instant::now(),
         };
+        daemon.load_baselines();
         daemon.apply_kernel_settings(&settings, &[])?;
         daemon.export_gauges();
         Ok(daemon)
@@ -438,6 +442,7 @@ impl Daemon {
         let now = monotonic_ns();
         self.detector.tick(now, elapsed);
         self.fleet_tick(now);
+        self.adaptive_tick(now, elapsed);
         match self.maps.counters() {
             Ok(counters) => {
                 m::export_kernel_counters(&counters);
@@ -563,6 +568,7 @@ impl Daemon {
                 }),
                 crowdsec: self.crowdsec.as_ref().map(crowdsec::Bouncer::status),
                 fleet: self.fleet.as_ref().map(fleet::Member::status),
+                adaptive: self.detector.adaptive_views(),
             })),
             Request::FleetShare {
                 targets,
@@ -570,6 +576,11 @@ impl Daemon {
                 reason,
             } => self.fleet_request(Some((ttl_secs, reason)), targets),
             Request::FleetLift { targets } => self.fleet_request(None, targets),
+            Request::Baseline => Reply::Baseline(BaselineReply {
+                enabled: self.settings.adaptive.enabled,
+                state_file: self.settings.adaptive.state_file.clone(),
+                services: self.detector.adaptive_views(),
+            }),
             Request::Reload => match self.reload() {
                 Ok(reloaded) => Reply::Reloaded(reloaded),
                 Err(error) => Reply::Error { error },
@@ -629,11 +640,18 @@ impl Daemon {
                 ttl_remaining_secs: until.saturating_sub(now).div_ceil(1_000_000_000),
             }
         });
-        WhyReply { rates, decision }
+        WhyReply {
+            rates,
+            decision,
+            adaptive: self.detector.adaptive_why(addr),
+        }
     }
 
     fn stop(&mut self) {
         notify("STOPPING=1");
+        if self.detector.adaptive().enabled() {
+            self.save_baselines();
+        }
         let _ = std::fs::remove_file(&self.settings.control.socket);
         if self.detach_on_exit {
             let detached = self

@@ -9,9 +9,13 @@ use std::{
     time::Duration,
 };
 
+pub(crate) mod adaptive;
+pub(crate) mod attack;
+pub mod baseline;
 mod fleet;
 mod legit;
 pub mod rate;
+mod sketch;
 
 use crate::{
     config::{Action, Rule, RuleKey, RuleScope, Settings, Weight},
@@ -19,6 +23,7 @@ use crate::{
     sensor::{RequestEvent, Signal},
     target::{Target, for_family, ip_key},
 };
+use adaptive::Adaptive;
 pub(crate) use fleet::PeerSums;
 use legit::LegitClients;
 use rate::{RateKey, RateTable};
@@ -65,6 +70,7 @@ pub struct Detector {
     top: HashMap<IpAddr, Talker>,
     legit: LegitClients,
     fleet_keys: fleet::FleetKeys,
+    adaptive: Adaptive,
     hasher: std::collections::hash_map::RandomState,
     settings: Settings,
     stats: DetectStats,
@@ -83,6 +89,7 @@ impl Detector {
             top: HashMap::new(),
             legit: LegitClients::default(),
             fleet_keys: fleet::FleetKeys::default(),
+            adaptive: Adaptive::new(&settings.adaptive),
             hasher: std::collections::hash_map::RandomState::new(),
             settings: settings.clone(),
             stats: DetectStats::default(),
@@ -100,6 +107,7 @@ impl Detector {
             self.fleet_keys = fleet::FleetKeys::default();
         }
         self.rules = settings.rules.clone();
+        self.adaptive.reconfigure(&settings.adaptive);
         self.settings = settings.clone();
     }
 
@@ -118,6 +126,7 @@ impl Detector {
     /// Counts one request event; returns the decisions it triggers.
     pub fn observe(&mut self, event: &RequestEvent<'_>) -> Vec<Decision> {
         self.stats.events += 1;
+        self.adaptive.prefetch(event.src);
         let mut decisions = Vec::new();
         let mut heaviest = 0.0f64;
         // The same, over the rules that rate this source alone (not a prefix it is in).
@@ -192,6 +201,9 @@ impl Detector {
             });
         }
         self.rules = rules;
+        if self.adaptive.observe(event) {
+            own_share = own_share.max(1.0);
+        }
         // Only heavy talkers (≥ 10 % of a threshold) are tracked for `top`: light clients cost
         // nothing here, and a flood of distinct sources cannot churn the table.
         if heaviest >= TOP_MIN_SHARE {

@@ -4,7 +4,7 @@
 //! source over `--threshold` requests in its first second, and when its connection stalled.
 //! Bounded by `--seconds` (at most 60) and `--rate` (at most 10,000 per source).
 //!
-//! `LOADGEN_STAGGER_MS` (default 20) spaces the sources' starts. With `LOADGEN_OPEN=1` it is open loop: requests are pipelined on schedule without waiting
+//! `LOADGEN_STAGGER_MS` (default 20) spaces the sources' starts; `LOADGEN_PATH` sets the path. With `LOADGEN_OPEN=1` it is open loop: requests are pipelined on schedule without waiting
 //! for answers (a reader thread counts them), as a flooding bot does; otherwise each request
 //! waits for its answer.
 //!
@@ -44,17 +44,23 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    // LOADGEN_PATH: every source requests this path (default /bench/N, N its index).
+    let path = std::env::var("LOADGEN_PATH").ok();
     let handles: Vec<_> = sources
         .into_iter()
         .enumerate()
         .map(|(i, src)| {
+            let path = path.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(stagger_ms * i as u64));
                 let mut answered = 0u32;
                 let mut cross_ns = 0u64;
                 let mut stalled_ns = 0u64;
                 let end = Instant::now() + Duration::from_secs(seconds);
-                let request = format!("GET /bench/{i} HTTP/1.1\r\nHost: bench\r\nUser-Agent: loadgen\r\n\r\n");
+                let request = match &path {
+                    Some(path) => format!("GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: loadgen\r\n\r\n"),
+                    None => format!("GET /bench/{i} HTTP/1.1\r\nHost: bench\r\nUser-Agent: loadgen\r\n\r\n"),
+                };
                 let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
                 let started = Instant::now();
                 let mut sent = 0u32;
@@ -74,7 +80,10 @@ fn main() {
                                         let keep = tail.len().saturating_sub(11);
                                         tail.drain(..keep);
                                     }
-                                    Err(_) => {}
+                                    // A timeout: nothing yet. Anything else (a reset): the
+                                    // connection is gone; looping on it would spin a core.
+                                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+                                    Err(_) => break,
                                 }
                             }
                             answered

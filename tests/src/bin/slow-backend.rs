@@ -1,6 +1,9 @@
 //! A backend whose requests cost time: answers `GET /...?ms=N` after N milliseconds (at most
 //! 1,000), one thread per connection, HTTP/1.1 keep-alive. Test use only.
 //!
+//! With `SLOW_BACKEND_SERIAL=1` it serves one request at a time, like an application of bounded
+//! capacity.
+//!
 //! Usage: slow-backend LISTEN_ADDR:PORT
 
 use std::{
@@ -9,12 +12,16 @@ use std::{
     time::Duration,
 };
 
+/// Held while a request is served with `SLOW_BACKEND_SERIAL=1`.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn main() {
     let addr = std::env::args()
         .nth(1)
         .expect("usage: slow-backend ADDR:PORT");
     let listener = TcpListener::bind(&addr).expect("bind");
     println!("listening on {addr}");
+    let serial = std::env::var_os("SLOW_BACKEND_SERIAL").is_some_and(|v| v == "1");
     for stream in listener.incoming().flatten() {
         std::thread::spawn(move || {
             let mut writer = stream.try_clone().expect("clone");
@@ -41,7 +48,15 @@ fn main() {
                         break;
                     }
                 }
-                std::thread::sleep(Duration::from_millis(ms));
+                if serial {
+                    // One request at a time: a backend of bounded capacity (1000 / ms per s).
+                    let _one = ONE_AT_A_TIME
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    std::thread::sleep(Duration::from_millis(ms));
+                } else {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
                 let body = "done\n";
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",

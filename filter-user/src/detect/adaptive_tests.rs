@@ -1,0 +1,179 @@
+//! Unit tests of the adaptive detector: learning, a flash crowd, a botnet, a restart.
+
+use super::*;
+use crate::{config, detect::Detector, sensor::Sensor};
+
+const S: u64 = 1_000_000_000;
+
+fn event(src: IpAddr, time_ns: u64, path: &str) -> RequestEvent<'_> {
+    RequestEvent {
+        src,
+        time_ns,
+        weight: 1,
+        method: "GET",
+        path,
+        host: Some("shop"),
+        user_agent: None,
+        sensor: Sensor::Kernel,
+        signal: Signal::Requests,
+        status: None,
+        upstream_secs: None,
+        protocol: None,
+    }
+}
+
+/// Runs `seconds` of traffic: each (address, requests/s) sends evenly; returns the
+/// adaptive decisions and whether the service was ever under attack.
+fn run(
+    d: &mut Detector,
+    from: u64,
+    seconds: u64,
+    sources: &[(IpAddr, u64)],
+) -> (Vec<Decision>, bool) {
+    let (mut decided, mut attacked) = (Vec::new(), false);
+    for second in from..from + seconds {
+        let mut events: Vec<(u64, IpAddr)> = Vec::new();
+        for (n, (ip, rps)) in sources.iter().enumerate() {
+            for i in 0..*rps {
+                // Spread within the second, offset per source.
+                let at = (i * S / rps + n as u64 * 7_919) % S;
+                events.push((second * S + at, *ip));
+            }
+        }
+        events.sort();
+        for (t, ip) in events {
+            let _ = d.observe(&event(ip, t, "/api/search"));
+        }
+        d.tick((second + 1) * S, Duration::from_secs(1));
+        let (decisions, _) = d.adaptive_tick((second + 1) * S, Duration::from_secs(1));
+        decided.extend(decisions);
+        attacked |= d.adaptive_views()[0].attack.is_some();
+    }
+    (decided, attacked)
+}
+
+fn detector() -> Detector {
+    let text = "rules = []\n[adaptive]\nenabled = true\nperiod = \"60s\"\nlearning = \"20s\"\n\
+                state_file = \"\"\ncalm = \"3s\"\n";
+    Detector::new(&config::parse(text, "t").unwrap())
+}
+
+fn addrs(prefix: &str, n: u32) -> Vec<IpAddr> {
+    (1..=n)
+        .map(|i| {
+            format!("{prefix}{}.{}", i / 250, i % 250 + 1)
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn bots_under_the_rules_are_blocked_and_a_flash_crowd_is_not() {
+    let legit: Vec<(IpAddr, u64)> = addrs("198.18.1", 50)
+        .into_iter()
+        .enumerate()
+        .map(|(i, ip)| (ip, 1 + i as u64 % 3))
+        .collect();
+    let mut d = detector();
+    let (decided, attacked) = run(&mut d, 1, 30, &legit);
+    assert!(decided.is_empty() && !attacked, "learning: {decided:?}");
+    let view = &d.adaptive_views()[0];
+    assert!(view.learned, "{view:?}");
+    assert!(view.threshold_rps.unwrap() >= 10.0, "the floor: {view:?}");
+
+    // A flash crowd: five times the clients, each at 1..3 requests/s.
+    let crowd: Vec<(IpAddr, u64)> = addrs("198.18.2", 250)
+        .into_iter()
+        .enumerate()
+        .map(|(i, ip)| (ip, 1 + i as u64 % 3))
+        .collect();
+    let (decided, attacked) = run(&mut d, 31, 10, &crowd);
+    assert!(attacked, "five times the baseline is an attack");
+    assert!(decided.is_empty(), "nobody above the floor: {decided:?}");
+    run(&mut d, 41, 10, &legit);
+    assert!(d.adaptive_views()[0].attack.is_none(), "calm again");
+
+    // 300 bots at 15..25 requests/s among the legitimate clients.
+    let bots: Vec<(IpAddr, u64)> = addrs("198.18.8", 200)
+        .into_iter()
+        .chain((1..=100u32).map(|i| format!("2001:2:0:9::{i:x}").parse().unwrap()))
+        .enumerate()
+        .map(|(i, ip)| (ip, 15 + i as u64 % 11))
+        .collect();
+    let mut all = legit.clone();
+    all.extend(&bots);
+    let (decided, attacked) = run(&mut d, 51, 5, &all);
+    assert!(attacked);
+    let blocked: Vec<IpAddr> = decided
+        .iter()
+        .filter(|x| x.rule == ADAPTIVE_RULE)
+        .map(|x| x.target.ip)
+        .collect();
+    assert!(
+        legit.iter().all(|(ip, _)| !blocked.contains(ip)),
+        "no legitimate client"
+    );
+    assert_eq!(blocked.len(), bots.len(), "every bot");
+    assert!(
+        decided
+            .iter()
+            .all(|x| x.threshold >= 10.0 && x.rate > x.threshold)
+    );
+    let why = d
+        .adaptive_why(bots[0].0)
+        .expect("the numbers behind the decision");
+    assert_eq!(why.service, "all");
+    assert!(
+        why.service_rps > why.target_rps && why.quantile.1 <= 4.0,
+        "{why:?}"
+    );
+    assert!(d.adaptive_why(legit[0].0).is_none());
+    // The IPv6 bots share one /64: once 16 of them are blocked, the /64 is (aggregation).
+    assert!(
+        decided
+            .iter()
+            .any(|x| x.origin == Origin::Aggregate && x.target.to_string() == "2001:2:0:9::/64"),
+        "the /64 is aggregated"
+    );
+}
+
+#[test]
+fn the_baseline_survives_a_restart_during_an_attack() {
+    let dir = std::env::temp_dir().join(format!("fg-adaptive-{}", std::process::id()));
+    let file = dir.join("baseline.json");
+    let text = format!(
+        "rules = []\n[adaptive]\nenabled = true\nperiod = \"60s\"\nlearning = \"20s\"\n\
+         state_file = \"{}\"\n",
+        file.display()
+    );
+    let settings = config::parse(&text, "t").unwrap();
+    let legit: Vec<(IpAddr, u64)> = addrs("198.18.1", 50)
+        .into_iter()
+        .map(|ip| (ip, 2))
+        .collect();
+    let mut d = Detector::new(&settings);
+    run(&mut d, 1, 30, &legit);
+    let bots: Vec<(IpAddr, u64)> = addrs("198.18.8", 300)
+        .into_iter()
+        .map(|ip| (ip, 20))
+        .collect();
+    let mut all = legit.clone();
+    all.extend(&bots);
+    let (_, attacked) = run(&mut d, 31, 3, &all);
+    assert!(attacked);
+    d.adaptive().save(0).unwrap();
+    // A new daemon during the attack: it knows the attack is one.
+    let mut d = Detector::new(&settings);
+    assert_eq!(d.load_baselines().unwrap(), 1);
+    let rps = d.adaptive_views()[0].baseline_rps.unwrap();
+    assert!((90.0..=110.0).contains(&rps), "{rps}");
+    let (decided, attacked) = run(&mut d, 100, 3, &all);
+    assert!(attacked && !decided.is_empty());
+    // A corrupt file is refused, not learned from.
+    std::fs::write(&file, b"{\"format\":\"floodgate-baseline\",\"version\":1,").unwrap();
+    let mut d = Detector::new(&settings);
+    assert!(d.load_baselines().is_err());
+    assert_eq!(d.adaptive_views()[0].baseline_rps, None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
