@@ -42,6 +42,16 @@ pub struct Adaptive {
     pub k: f64,
     /// The high quantile of the per-source rates (0.5..1).
     pub quantile: f64,
+    /// Learn request fingerprints per service; under attack, hold the senders of attack
+    /// fingerprints to `fingerprint_factor` × the adaptive threshold.
+    pub fingerprints: bool,
+    /// A fingerprint is an attack fingerprint when, under attack, its share of the service's
+    /// requests in a second is at least this (0..1) ...
+    pub fingerprint_min_share: f64,
+    /// ... and more than this many times its learned share (> 1).
+    pub fingerprint_rise: f64,
+    /// The threshold of an attack fingerprint's senders, as a share of the adaptive one (0..=1).
+    pub fingerprint_factor: f64,
     /// TTL of adaptive blocks.
     pub ttl: Duration,
     /// Where the baselines are kept across restarts ("" : not kept).
@@ -95,6 +105,10 @@ impl Default for Adaptive {
             floor_rps: 10.0,
             k: 3.0,
             quantile: 0.99,
+            fingerprints: true,
+            fingerprint_min_share: 0.1,
+            fingerprint_rise: 5.0,
+            fingerprint_factor: 0.5,
             ttl: Duration::from_secs(600),
             state_file: PathBuf::from("/var/lib/floodgate/baseline.json"),
             save_interval: Duration::from_secs(60),
@@ -163,6 +177,28 @@ impl Adaptive {
             path,
             "quantile",
             "must be a number in 0.5..1",
+        )?;
+        ensure(
+            self.fingerprint_min_share.is_finite()
+                && self.fingerprint_min_share > 0.0
+                && self.fingerprint_min_share < 1.0,
+            path,
+            "fingerprint_min_share",
+            "must be a number in (0, 1)",
+        )?;
+        ensure(
+            self.fingerprint_rise.is_finite() && self.fingerprint_rise > 1.0,
+            path,
+            "fingerprint_rise",
+            "must be a number > 1",
+        )?;
+        ensure(
+            self.fingerprint_factor.is_finite()
+                && self.fingerprint_factor > 0.0
+                && self.fingerprint_factor <= 1.0,
+            path,
+            "fingerprint_factor",
+            "must be a number in (0, 1]",
         )?;
         ensure(
             self.ttl >= Duration::from_secs(1),

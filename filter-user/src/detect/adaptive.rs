@@ -5,8 +5,14 @@
 //! per-source quantile) are decided once per tick, heaviest first, until the blocked rate
 //! brings the service back to its capacity (or, without one, to its baseline rate).
 //!
-//! Cost per event: a match per service, one probe of a bounded rate table, and on the first
-//! event of a source in a new window one sketch insert per service. A source's rate is its
+//! With fingerprints on, each service also counts the requests of each request fingerprint
+//! ([`fingerprint`](super::fingerprint)); under attack, the fingerprints whose share rose far
+//! above their learned share are attack fingerprints, and their senders are decided above
+//! `fingerprint_factor` × that threshold.
+//!
+//! Cost per event: a match per service, one probe of a bounded rate table, a fingerprint (one
+//! hash of the fields) counted per service it matched, and on the first event of a source in a
+//! new window one sketch insert per service. A source's rate is its
 //! rate over all the adaptive services it uses (one probe, not one per service: the table is
 //! the cost); it enters the sketch of the current second of every service it used, which
 //! joins the baseline only if that second was not under attack.
@@ -18,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     attack::{AttackState, Limits, Signals, Transition, Trigger},
     baseline::{self, Baseline, BaselineError, ServiceId},
+    fingerprint::{self, Counts, Fingerprint, Fingerprinter},
     rate::{RateKey, RateTable},
     sketch::Histogram,
 };
@@ -34,6 +41,9 @@ pub(crate) const ADAPTIVE_RULE: &str = "adaptive";
 const TABLE_CAPACITY: usize = 1 << 18;
 /// Candidates kept per service and tick.
 const MAX_CANDIDATES: usize = 1 << 16;
+/// Fingerprints shown per service (the most requested in the last second, and every attack
+/// fingerprint).
+const SHOWN_FINGERPRINTS: usize = 5;
 /// Quantiles shown by `floodgate baseline`.
 const SHOWN_QUANTILES: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
 
@@ -70,6 +80,34 @@ pub(crate) struct ServiceView {
     pub attacks: u64,
     /// Adaptive decisions since start.
     pub decided: u64,
+    /// The threshold of attack fingerprints' senders under attack, requests/s.
+    #[serde(default)]
+    pub fingerprint_threshold_rps: Option<f64>,
+    /// Fingerprints learned in the baseline.
+    #[serde(default)]
+    pub fingerprints_learned: usize,
+    /// The most requested fingerprints of the last second and the attack fingerprints.
+    #[serde(default)]
+    pub fingerprints: Vec<FingerprintView>,
+    /// Requests whose fingerprint was not counted (too many distinct ones in a second).
+    #[serde(default)]
+    pub fingerprints_uncounted: f64,
+}
+
+/// A request fingerprint with its share now and in the baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FingerprintView {
+    /// Its id (hex).
+    pub id: String,
+    /// What it stands for: method, path shape, protocol, user agent.
+    pub label: String,
+    /// Share of the service's requests: in the last second, or (attack fingerprints) when
+    /// it was found to be one.
+    pub share: f64,
+    /// Its learned share (0: never seen in normal times).
+    pub baseline_share: f64,
+    /// True for an attack fingerprint.
+    pub attack: bool,
 }
 
 /// The numbers behind an adaptive decision, for `why`.
@@ -91,6 +129,13 @@ pub(crate) struct AdaptiveWhy {
     pub k: f64,
     /// See `k`.
     pub floor_rps: f64,
+    /// The threshold the source was over: the adaptive one, or for the sender of an attack
+    /// fingerprint `fingerprint_factor` × it.
+    #[serde(default)]
+    pub threshold_rps: f64,
+    /// The source's request fingerprint and the baseline share it was compared with.
+    #[serde(default)]
+    pub fingerprint: Option<FingerprintView>,
 }
 
 /// Decisions whose numbers are kept for `why`.
@@ -121,9 +166,17 @@ struct ServiceState {
     status_5xx: u64,
     rate: f64,
     attack: AttackState,
-    candidates: HashMap<IpAddr, f64>,
+    /// Source → its highest rate and its last fingerprint, over the lower threshold.
+    candidates: HashMap<IpAddr, (f64, Fingerprint)>,
     attacks: u64,
     decided: u64,
+    /// Requests per fingerprint this second.
+    counts: Counts,
+    /// The attack fingerprints of the current attack.
+    attack_fingerprints: HashMap<Fingerprint, FingerprintView>,
+    /// What `status` shows: the last second's top fingerprints and the attack ones.
+    shown_fingerprints: Vec<FingerprintView>,
+    uncounted: f64,
 }
 
 impl ServiceState {
@@ -143,7 +196,87 @@ impl ServiceState {
             candidates: HashMap::new(),
             attacks: 0,
             decided: 0,
+            counts: Counts::default(),
+            attack_fingerprints: HashMap::new(),
+            shown_fingerprints: Vec::new(),
+            uncounted: 0.0,
         }
+    }
+
+    /// The attack fingerprints among this second's counts (the share of `total` requests)
+    /// join those of the current attack; each new one is logged.
+    fn find_attack_fingerprints(&mut self, cfg: &config::Adaptive) {
+        let total = self.counts.total();
+        if total <= 0.0 {
+            return;
+        }
+        for (id, count, label) in self.counts.iter() {
+            let share = count / total;
+            let baseline_share = self.baseline.fingerprints.share(id);
+            if share < cfg.fingerprint_min_share
+                || share <= cfg.fingerprint_rise * baseline_share
+                || self.attack_fingerprints.contains_key(&id)
+            {
+                continue;
+            }
+            log::warn!(
+                "adaptive: service {} attack fingerprint {} {label}: {:.1} % of {total:.0}                  requests in a second, {:.2} % normally",
+                self.spec.name,
+                fingerprint::hex(id),
+                share * 100.0,
+                baseline_share * 100.0
+            );
+            self.attack_fingerprints.insert(
+                id,
+                FingerprintView {
+                    id: fingerprint::hex(id),
+                    label: label.to_owned(),
+                    share,
+                    baseline_share,
+                    attack: true,
+                },
+            );
+        }
+    }
+
+    /// The fingerprint `id` as `why` shows it: an attack fingerprint with the numbers that
+    /// made it one, else its share this second.
+    fn fingerprint_view(&self, id: Fingerprint) -> Option<FingerprintView> {
+        if let Some(view) = self.attack_fingerprints.get(&id) {
+            return Some(view.clone());
+        }
+        let total = self.counts.total();
+        self.counts
+            .iter()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, count, label)| FingerprintView {
+                id: fingerprint::hex(id),
+                label: label.to_owned(),
+                share: count / total.max(1.0),
+                baseline_share: self.baseline.fingerprints.share(id),
+                attack: false,
+            })
+    }
+
+    /// The last second's most requested fingerprints and the attack ones, for `status`.
+    fn show_fingerprints(&mut self) {
+        let total = self.counts.total().max(1.0);
+        let mut shown: Vec<FingerprintView> = self
+            .counts
+            .top(SHOWN_FINGERPRINTS)
+            .into_iter()
+            .filter(|(id, _, _)| !self.attack_fingerprints.contains_key(id))
+            .map(|(id, count, label)| FingerprintView {
+                id: fingerprint::hex(id),
+                label: label.to_owned(),
+                share: count / total,
+                baseline_share: self.baseline.fingerprints.share(id),
+                attack: false,
+            })
+            .collect();
+        shown.extend(self.attack_fingerprints.values().cloned());
+        shown.sort_by(|a, b| b.attack.cmp(&a.attack).then(b.share.total_cmp(&a.share)));
+        self.shown_fingerprints = shown;
     }
 
     fn id(&self) -> ServiceId {
@@ -171,6 +304,9 @@ pub(crate) struct Adaptive {
     window_ns: u64,
     /// Thresholds per service once learned, updated each tick (f64::INFINITY: learning).
     thresholds: Vec<f64>,
+    /// The same for the senders of attack fingerprints (`fingerprint_factor` × thresholds).
+    fingerprint_thresholds: Vec<f64>,
+    fingerprinter: Fingerprinter,
     /// The numbers behind decisions in force, for `why`.
     details: HashMap<Target, AdaptiveWhy>,
 }
@@ -196,6 +332,8 @@ impl Adaptive {
             .collect();
         Self {
             thresholds: vec![f64::INFINITY; services.len()],
+            fingerprint_thresholds: vec![f64::INFINITY; services.len()],
+            fingerprinter: Fingerprinter::default(),
             details: HashMap::new(),
             services,
             table: RateTable::new(if cfg.enabled { TABLE_CAPACITY } else { 8 }),
@@ -279,22 +417,32 @@ impl Adaptive {
         let estimate = self
             .table
             .observe(&key, event.time_ns, self.window_ns, event.weight);
+        let id = if self.cfg.fingerprints {
+            self.fingerprinter.of(event)
+        } else {
+            0
+        };
         let mut suspect = false;
         for (index, s) in self.services.iter_mut().enumerate() {
             if matched & (1 << index) == 0 {
                 continue;
             }
+            if self.cfg.fingerprints {
+                s.counts.add(id, weight, || fingerprint::label(event));
+            }
             if estimate.samples == 1 {
                 // First event of the source in this window: its rate over about the last one.
                 s.pending_sources.add(estimate.rate);
             }
-            if estimate.rate > self.thresholds[index] && estimate.samples >= 2 {
+            if estimate.rate > self.fingerprint_thresholds[index] && estimate.samples >= 2 {
                 // Candidates are kept in normal times too (cleared each tick), so that the
                 // tick that finds the service under attack can decide at once.
-                suspect |= s.attack.under();
+                suspect |= s.attack.under()
+                    && (estimate.rate > self.thresholds[index]
+                        || s.attack_fingerprints.contains_key(&id));
                 if s.candidates.len() < MAX_CANDIDATES || s.candidates.contains_key(&event.src) {
-                    let rate = s.candidates.entry(event.src).or_insert(0.0);
-                    *rate = rate.max(estimate.rate);
+                    let candidate = s.candidates.entry(event.src).or_insert((0.0, id));
+                    *candidate = (candidate.0.max(estimate.rate), id);
                 }
             }
         }
@@ -346,11 +494,21 @@ impl Adaptive {
                     baseline,
                 });
             }
+            if !s.attack.under() {
+                s.attack_fingerprints.clear();
+            } else if learned && self.cfg.fingerprints {
+                s.find_attack_fingerprints(&self.cfg);
+            }
             // A second that was (or just became) under attack is no part of the baseline;
             // nor is the one that ended it (the tail of the flood).
             if !s.attack.under() && transition.is_none() {
                 s.baseline.add(s.pending_requests, secs, &s.pending_sources);
+                s.baseline
+                    .fingerprints
+                    .learn(&s.counts, self.cfg.period.0.as_secs_f64());
             }
+            s.show_fingerprints();
+            s.uncounted += s.counts.uncounted();
             s.pending_requests = 0.0;
             s.pending_sources.clear();
             (s.upstream_sum, s.upstream_n, s.status_n, s.status_5xx) = (0.0, 0, 0, 0);
@@ -360,10 +518,17 @@ impl Adaptive {
                 .filter(|_| learned)
                 .map(|q| (self.cfg.k * q).max(self.cfg.floor_rps));
             self.thresholds[index] = threshold.unwrap_or(f64::INFINITY);
+            self.fingerprint_thresholds[index] = if self.cfg.fingerprints {
+                self.thresholds[index] * self.cfg.fingerprint_factor
+            } else {
+                self.thresholds[index]
+            };
             let candidates = std::mem::take(&mut s.candidates);
             let Some(threshold) = threshold.filter(|_| s.attack.under()) else {
+                s.counts.clear();
                 continue;
             };
+            let fingerprint_threshold = self.fingerprint_thresholds[index];
             // Heaviest first, until the rate they add is what the service exceeds its
             // capacity (or, without one, its baseline) by.
             let target_rps = if s.spec.capacity_rps > 0.0 {
@@ -372,16 +537,29 @@ impl Adaptive {
                 baseline.unwrap_or(0.0)
             };
             let mut excess = s.rate - target_rps;
-            let mut heavy: Vec<(IpAddr, f64)> = candidates.into_iter().collect();
-            heavy.sort_by(|a, b| b.1.total_cmp(&a.1));
-            for (ip, rate) in heavy {
+            let mut heavy: Vec<(IpAddr, (f64, Fingerprint))> = candidates.into_iter().collect();
+            heavy.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+            for (ip, (rate, id)) in heavy {
                 if excess <= 0.0 {
                     break;
                 }
+                let attack_fingerprint = s.attack_fingerprints.contains_key(&id);
+                let applied = if rate > threshold {
+                    threshold
+                } else if attack_fingerprint && rate > fingerprint_threshold {
+                    fingerprint_threshold
+                } else {
+                    continue;
+                };
                 let target = Target::host(ip);
                 if decided(&target) {
                     continue;
                 }
+                let fingerprint = if self.cfg.fingerprints {
+                    s.fingerprint_view(id)
+                } else {
+                    None
+                };
                 excess -= rate;
                 s.decided += 1;
                 let q = s.baseline.quantile(self.cfg.quantile).unwrap_or(0.0);
@@ -397,13 +575,29 @@ impl Adaptive {
                             quantile: (self.cfg.quantile, q),
                             k: self.cfg.k,
                             floor_rps: self.cfg.floor_rps,
+                            threshold_rps: applied,
+                            fingerprint: fingerprint.clone(),
                         },
                     );
                 }
+                let by_fingerprint = fingerprint
+                    .filter(|f| f.attack && applied < threshold)
+                    .map(|f| {
+                        format!(
+                            "; attack fingerprint {} {}: {:.1} % of requests, {:.2} % normally, \
+                             threshold × {}",
+                            f.id,
+                            f.label,
+                            f.share * 100.0,
+                            f.baseline_share * 100.0,
+                            self.cfg.fingerprint_factor
+                        )
+                    })
+                    .unwrap_or_default();
                 log::info!(
                     "adaptive: {ip} at {rate:.1} req/s on service {} (threshold {threshold:.1} = \
                      max(floor {:.1}, k {:.1} × baseline p{} {:.2}); service at {:.0} req/s, \
-                     {} {:.0} req/s)",
+                     {} {:.0} req/s{by_fingerprint})",
                     s.spec.name,
                     self.cfg.floor_rps,
                     self.cfg.k,
@@ -421,7 +615,7 @@ impl Adaptive {
                     target,
                     rule: ADAPTIVE_RULE.into(),
                     rate,
-                    threshold,
+                    threshold: applied,
                     ttl: self.cfg.ttl.0,
                     block: true,
                     crossed_ns: now_ns,
@@ -429,6 +623,7 @@ impl Adaptive {
                     origin: Origin::Rule,
                 });
             }
+            s.counts.clear();
         }
         (decisions, changes)
     }
@@ -463,6 +658,16 @@ impl Adaptive {
                     attack_secs: s.attack.under_secs,
                     attacks: s.attacks,
                     decided: s.decided,
+                    fingerprint_threshold_rps: s
+                        .baseline
+                        .quantile(self.cfg.quantile)
+                        .filter(|_| learned && self.cfg.fingerprints)
+                        .map(|q| {
+                            (self.cfg.k * q).max(self.cfg.floor_rps) * self.cfg.fingerprint_factor
+                        }),
+                    fingerprints_learned: s.baseline.fingerprints.len(),
+                    fingerprints: s.shown_fingerprints.clone(),
+                    fingerprints_uncounted: s.uncounted,
                 }
             })
             .collect()

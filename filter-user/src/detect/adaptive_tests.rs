@@ -30,19 +30,33 @@ fn run(
     seconds: u64,
     sources: &[(IpAddr, u64)],
 ) -> (Vec<Decision>, bool) {
+    let on_one_path: Vec<(IpAddr, u64, &str)> = sources
+        .iter()
+        .map(|(ip, r)| (*ip, *r, "/api/search"))
+        .collect();
+    run_paths(d, from, seconds, &on_one_path)
+}
+
+/// [`run`], each source on its own path.
+fn run_paths(
+    d: &mut Detector,
+    from: u64,
+    seconds: u64,
+    sources: &[(IpAddr, u64, &str)],
+) -> (Vec<Decision>, bool) {
     let (mut decided, mut attacked) = (Vec::new(), false);
     for second in from..from + seconds {
-        let mut events: Vec<(u64, IpAddr)> = Vec::new();
-        for (n, (ip, rps)) in sources.iter().enumerate() {
+        let mut events: Vec<(u64, IpAddr, &str)> = Vec::new();
+        for (n, (ip, rps, path)) in sources.iter().enumerate() {
             for i in 0..*rps {
                 // Spread within the second, offset per source.
                 let at = (i * S / rps + n as u64 * 7_919) % S;
-                events.push((second * S + at, *ip));
+                events.push((second * S + at, *ip, path));
             }
         }
         events.sort();
-        for (t, ip) in events {
-            let _ = d.observe(&event(ip, t, "/api/search"));
+        for (t, ip, path) in events {
+            let _ = d.observe(&event(ip, t, path));
         }
         d.tick((second + 1) * S, Duration::from_secs(1));
         let (decisions, _) = d.adaptive_tick((second + 1) * S, Duration::from_secs(1));
@@ -53,9 +67,16 @@ fn run(
 }
 
 fn detector() -> Detector {
-    let text = "rules = []\n[adaptive]\nenabled = true\nperiod = \"60s\"\nlearning = \"20s\"\n\
-                state_file = \"\"\ncalm = \"3s\"\n";
-    Detector::new(&config::parse(text, "t").unwrap())
+    detector_with("")
+}
+
+/// The test detector with more `[adaptive]` settings.
+fn detector_with(adaptive: &str) -> Detector {
+    let text = format!(
+        "rules = []\n[adaptive]\nenabled = true\nperiod = \"60s\"\nlearning = \"20s\"\n\
+         state_file = \"\"\ncalm = \"3s\"\n{adaptive}"
+    );
+    Detector::new(&config::parse(&text, "t").unwrap())
 }
 
 fn addrs(prefix: &str, n: u32) -> Vec<IpAddr> {
@@ -176,4 +197,75 @@ fn the_baseline_survives_a_restart_during_an_attack() {
     assert!(d.load_baselines().is_err());
     assert_eq!(d.adaptive_views()[0].baseline_rps, None);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn senders_of_an_attack_fingerprint_are_held_to_a_lower_threshold() {
+    let legit: Vec<(IpAddr, u64, &str)> = addrs("198.18.1", 50)
+        .into_iter()
+        .enumerate()
+        .map(|(i, ip)| (ip, 1 + i as u64 % 3, "/api/search?q=1"))
+        .collect();
+    // 200 bots at 7 requests/s each, under the floor (10), on a path of their own.
+    let bots: Vec<(IpAddr, u64, &str)> = addrs("198.18.8", 200)
+        .into_iter()
+        .map(|ip| (ip, 7, "/api/export/12345"))
+        .collect();
+    let mut all = legit.clone();
+    all.extend(&bots);
+    for fingerprints in [true, false] {
+        let mut d = detector_with(&format!("fingerprints = {fingerprints}\n"));
+        run_paths(&mut d, 1, 30, &legit);
+        let view = &d.adaptive_views()[0];
+        if fingerprints {
+            assert_eq!(view.fingerprints_learned, 1, "{view:?}");
+            let (lower, threshold) = (
+                view.fingerprint_threshold_rps.unwrap(),
+                view.threshold_rps.unwrap(),
+            );
+            assert!(
+                lower == threshold / 2.0 && lower < 7.0 && threshold > 7.0,
+                "{view:?}"
+            );
+        }
+
+        // A flash crowd with a fingerprint of its own, nobody above the lower threshold.
+        let crowd: Vec<(IpAddr, u64, &str)> = addrs("198.18.2", 250)
+            .into_iter()
+            .enumerate()
+            .map(|(i, ip)| (ip, 1 + i as u64 % 3, "/news/2026/today"))
+            .collect();
+        let (decided, attacked) = run_paths(&mut d, 31, 5, &crowd);
+        assert!(attacked && decided.is_empty(), "{decided:?}");
+        run_paths(&mut d, 36, 10, &legit);
+        assert!(d.adaptive_views()[0].attack.is_none(), "calm again");
+
+        let (decided, attacked) = run_paths(&mut d, 46, 5, &all);
+        assert!(attacked);
+        let blocked: Vec<IpAddr> = decided
+            .iter()
+            .filter(|x| x.rule == ADAPTIVE_RULE)
+            .map(|x| x.target.ip)
+            .collect();
+        assert!(legit.iter().all(|(ip, _, _)| !blocked.contains(ip)));
+        if !fingerprints {
+            assert!(blocked.is_empty(), "under the floor: {blocked:?}");
+            continue;
+        }
+        assert!(
+            blocked.len() * 100 >= bots.len() * 95,
+            "{} bots",
+            blocked.len()
+        );
+        let why = d.adaptive_why(bots[0].0).expect("why");
+        let f = why.fingerprint.clone().expect("the fingerprint");
+        assert!(
+            f.attack && f.baseline_share == 0.0 && f.share > 0.8,
+            "{f:?}"
+        );
+        assert_eq!(f.label, "GET /api/export/* \"\"");
+        assert!(why.threshold_rps < 7.0, "the lower threshold: {why:?}");
+        let shown = &d.adaptive_views()[0].fingerprints;
+        assert!(shown.iter().any(|v| v.attack && v.id == f.id), "{shown:?}");
+    }
 }

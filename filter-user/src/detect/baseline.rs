@@ -1,7 +1,7 @@
 //! Learned baselines: per service, the total request rate and the distribution of per-source
 //! rates over the last `period` of time *not under attack*, kept in [`SLOTS`] slots that
 //! rotate by learned time (so an attack, or the daemon being down, pauses the baseline
-//! instead of ageing it). Persisted to a state file (JSON, written atomically) so that a
+//! instead of ageing it), and the normal share of each request fingerprint. Persisted to a state file (JSON, written atomically) so that a
 //! restart during an attack starts from what was learned before it, not from the attack.
 //! A file that is too large, not ours, of another version or inconsistent is refused with a
 //! [`BaselineError`]; nothing in it can make the daemon panic.
@@ -14,7 +14,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::sketch::{BUCKETS, Histogram};
+use super::{
+    fingerprint::{Learned, Shares},
+    sketch::{BUCKETS, Histogram},
+};
 
 /// Slots a baseline's period is cut into.
 pub(crate) const SLOTS: usize = 30;
@@ -85,6 +88,8 @@ struct Slot {
 pub(crate) struct Baseline {
     slots: VecDeque<Slot>,
     slot_secs: f64,
+    /// The normal share of each request fingerprint.
+    pub(crate) fingerprints: Shares,
 }
 
 impl Baseline {
@@ -94,6 +99,7 @@ impl Baseline {
         Self {
             slots: VecDeque::from([Slot::default()]),
             slot_secs: (period_secs / SLOTS as f64).max(1.0),
+            fingerprints: Shares::default(),
         }
     }
 
@@ -152,8 +158,9 @@ impl Baseline {
             .collect()
     }
 
-    fn from_file(slots: &[SlotFile], period_secs: f64) -> Result<Self, BaselineError> {
+    fn from_file(file: &ServiceFile, period_secs: f64) -> Result<Self, BaselineError> {
         let invalid = |what: &str| BaselineError::Invalid { what: what.into() };
+        let slots = &file.slots;
         if slots.len() > SLOTS {
             return Err(invalid("more slots than a baseline has"));
         }
@@ -183,6 +190,8 @@ impl Baseline {
         if b.slots.is_empty() {
             b.slots.push_back(Slot::default());
         }
+        b.fingerprints = Shares::from_file(file.fingerprint_secs, &file.fingerprints)
+            .map_err(|what| invalid(&what))?;
         Ok(b)
     }
 }
@@ -208,6 +217,12 @@ struct ServiceFile {
     host: String,
     path_prefix: String,
     slots: Vec<SlotFile>,
+    /// Seconds the fingerprint shares were learned over (files of earlier builds have none).
+    #[serde(default)]
+    fingerprint_secs: f64,
+    /// (id in hex, learned share and label).
+    #[serde(default)]
+    fingerprints: Vec<(String, Learned)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -260,7 +275,7 @@ pub(crate) fn parse_saved(bytes: &[u8], period_secs: f64) -> Result<Saved, Basel
         .map(|s| {
             Ok((
                 (s.name.clone(), s.host.clone(), s.path_prefix.clone()),
-                Baseline::from_file(&s.slots, period_secs)?,
+                Baseline::from_file(s, period_secs)?,
             ))
         })
         .collect()
@@ -299,11 +314,16 @@ pub(crate) fn save(
         saved_unix,
         services: baselines
             .iter()
-            .map(|((name, host, path_prefix), b)| ServiceFile {
-                name: name.clone(),
-                host: host.clone(),
-                path_prefix: path_prefix.clone(),
-                slots: b.to_file(),
+            .map(|((name, host, path_prefix), b)| {
+                let (fingerprint_secs, fingerprints) = b.fingerprints.to_file();
+                ServiceFile {
+                    name: name.clone(),
+                    host: host.clone(),
+                    path_prefix: path_prefix.clone(),
+                    slots: b.to_file(),
+                    fingerprint_secs,
+                    fingerprints,
+                }
             })
             .collect(),
     };
@@ -338,8 +358,11 @@ mod tests {
         for i in 0..50 {
             h.add(1.0 + f64::from(i % 3));
         }
+        let mut fingerprints = super::super::fingerprint::Counts::default();
+        fingerprints.add(7, 3.0, || "GET /api/* \"curl\"".into());
         for _ in 0..120 {
             b.add(100.0, 1.0, &h);
+            b.fingerprints.learn(&fingerprints, 60.0);
         }
         b
     }

@@ -12,6 +12,7 @@ use std::{
 pub(crate) mod adaptive;
 pub(crate) mod attack;
 pub mod baseline;
+mod fingerprint;
 mod fleet;
 mod legit;
 pub mod rate;
