@@ -67,9 +67,32 @@ pub(super) fn print_service(v: &ServiceView) {
         .collect();
     println!("  per source  {}", quantiles.join(", "));
     println!(
-        "  threshold   {} req/s; {} attacks, {} sources blocked",
+        "  threshold   {} req/s ({} for attack fingerprints); {} attacks, {} sources blocked",
         rps(v.threshold_rps),
+        rps(v.fingerprint_threshold_rps),
         v.attacks,
         v.decided
     );
+    println!(
+        "  fingerprints {} learned{}",
+        v.fingerprints_learned,
+        if v.fingerprints_uncounted > 0.0 {
+            format!(
+                ", {:.0} requests not counted (too many distinct)",
+                v.fingerprints_uncounted
+            )
+        } else {
+            String::new()
+        }
+    );
+    for f in &v.fingerprints {
+        println!(
+            "    {}{} {:>5.1} % now, {:>5.1} % normally  {}",
+            if f.attack { "ATTACK " } else { "" },
+            f.id,
+            f.share * 100.0,
+            f.baseline_share * 100.0,
+            f.label
+        );
+    }
 }

@@ -318,6 +318,23 @@ pub(super) fn why(pins: &Pins, addr: IpAddr, json: bool, socket_flag: Option<&Pa
             a.quantile.0 * 100.0,
             a.quantile.1
         );
+        if let Some(f) = &a.fingerprint {
+            println!(
+                "fingerprint: {} {}: {:.1} % of the service's requests, {:.2} % in the baseline{}",
+                f.id,
+                f.label,
+                f.share * 100.0,
+                f.baseline_share * 100.0,
+                if f.attack {
+                    format!(
+                        " — an attack fingerprint, its senders held to {:.1} req/s",
+                        a.threshold_rps
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     Ok(())
 }

@@ -53,8 +53,12 @@ impl Daemon {
             ::metrics::gauge!(m::UNDER_ATTACK, "service" => service.clone())
                 .set(if view.attack.is_some() { 1.0 } else { 0.0 });
             ::metrics::counter!(m::ATTACKS, "service" => service.clone()).absolute(view.attacks);
-            ::metrics::gauge!(m::BASELINE_RPS, "service" => service)
+            ::metrics::gauge!(m::BASELINE_RPS, "service" => service.clone())
                 .set(view.baseline_rps.unwrap_or(0.0));
+            ::metrics::gauge!(m::ATTACK_FINGERPRINTS, "service" => service.clone())
+                .set(view.fingerprints.iter().filter(|f| f.attack).count() as f64);
+            ::metrics::counter!(m::FINGERPRINTS_UNCOUNTED, "service" => service)
+                .absolute(view.fingerprints_uncounted as u64);
         }
         if self.last_baseline_save.elapsed() >= self.detector.adaptive().state_file().1 {
             self.save_baselines();

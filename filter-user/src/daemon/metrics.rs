@@ -68,6 +68,12 @@ pub(crate) const UNDER_ATTACK: &str = "floodgate_service_under_attack";
 pub(crate) const ATTACKS: &str = "floodgate_service_attacks_total";
 /// The learned normal request rate of an adaptive service (label `service`).
 pub(crate) const BASELINE_RPS: &str = "floodgate_service_baseline_requests_per_second";
+/// Attack fingerprints of an adaptive service's current attack (label `service`).
+pub(crate) const ATTACK_FINGERPRINTS: &str = "floodgate_service_attack_fingerprints";
+/// Requests of an adaptive service not counted by fingerprint, too many distinct ones in a
+/// second (label `service`).
+pub(crate) const FINGERPRINTS_UNCOUNTED: &str =
+    "floodgate_service_fingerprint_uncounted_requests_total";
 /// State file failures of the baselines (label `op`: load, save).
 pub(crate) const BASELINE_FILE_ERRORS: &str = "floodgate_baseline_file_errors_total";
 
@@ -212,6 +218,15 @@ pub(crate) fn install(listen: SocketAddr) -> anyhow::Result<()> {
     describe_gauge!(
         BASELINE_RPS,
         "Learned normal request rate of an adaptive service"
+    );
+    describe_gauge!(
+        ATTACK_FINGERPRINTS,
+        "Attack fingerprints of an adaptive service's current attack"
+    );
+    describe_counter!(
+        FINGERPRINTS_UNCOUNTED,
+        Unit::Count,
+        "Requests not counted by fingerprint (too many distinct fingerprints in a second)"
     );
     describe_counter!(
         BASELINE_FILE_ERRORS,
