@@ -1,5 +1,6 @@
-//! Ring-buffer bytes → sample decoder → HTTP request-start parser → detector: attacker bytes
-//! all the way through the daemon's per-sample path. Must never panic.
+//! Ring-buffer bytes → sample decoder → HTTP request-start parser → detector (with adaptive
+//! baselines and fingerprints): attacker bytes all the way through the daemon's per-sample
+//! path. Must never panic.
 #![no_main]
 
 use filter_common::SAMPLE_PAYLOAD_MAX;
@@ -19,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(sample) = SampleRecord::decode(data) {
         thread_local! {
             static DETECTOR: std::cell::RefCell<Detector> = std::cell::RefCell::new(Detector::new(
-                &config::parse("[state]\nmax_tracked = 1024\n", "fuzz").expect("config"),
+                &config::parse(
+                    "[state]\nmax_tracked = 1024\n[adaptive]\nenabled = true\nstate_file = \"\"\n",
+                    "fuzz",
+                ).expect("config"),
             ));
         }
         let mut scratch = [0u8; SAMPLE_PAYLOAD_MAX + 2];

@@ -539,3 +539,79 @@ fn a_restart_during_the_attack_keeps_the_baseline() {
     assert!(legit_blocked.is_empty(), "{legit_blocked:?}");
     eprintln!("restart: baseline {learned_rps:.0} req/s kept across the restart");
 }
+
+#[test]
+fn bots_under_the_floor_sharing_one_fingerprint_are_blocked_by_it() {
+    let bed = Bed::new();
+    let legit = legit_groups(1);
+    let bot_addrs: Vec<IpAddr> = (4..=6).flat_map(|third| v4(third, 1..=100)).collect();
+    let legit_addrs = all_addrs(&legit);
+    bed.tb.add_client_addrs(&legit_addrs);
+    bed.tb.add_client_addrs(&bot_addrs);
+    let daemon = bed.start_daemon();
+    let mut bots_blocked_after = None;
+    let mut bot_rate = 0;
+    std::thread::scope(|scope| {
+        scope.spawn(|| run_groups(&bed.tb, &legit, LEGIT_SECS, 20));
+        bed.wait_learned();
+        // Each bot between the two thresholds: only its fingerprint can get it blocked.
+        let site = bed.service("site");
+        let threshold = site["threshold_rps"].as_f64().expect("threshold");
+        let lower = site["fingerprint_threshold_rps"]
+            .as_f64()
+            .expect("fingerprint threshold");
+        bot_rate = ((lower + threshold) / 2.0).round() as u32;
+        assert!(
+            lower + 1.0 < f64::from(bot_rate) && f64::from(bot_rate) + 1.0 < threshold,
+            "no room between the thresholds: {site}"
+        );
+        let bots = vec![Group {
+            addrs: bot_addrs.clone(),
+            rate: bot_rate,
+            path: EXPENSIVE,
+        }];
+        let start = Instant::now();
+        let flood = scope.spawn(|| run_groups(&bed.tb, &bots, FLOOD_SECS, 5));
+        if wait_until(Duration::from_secs(u64::from(FLOOD_SECS)), || {
+            let blocks = bed.blocks();
+            bot_addrs.iter().filter(|b| covered(&blocks, **b)).count() * 100 >= bot_addrs.len() * 95
+        }) {
+            bots_blocked_after = Some(start.elapsed().as_secs_f64());
+        }
+        flood.join().expect("flood");
+    });
+    let blocks = bed.blocks();
+    let bots_blocked = bot_addrs.iter().filter(|b| covered(&blocks, **b)).count();
+    let legit_blocked: Vec<_> = legit_addrs
+        .iter()
+        .filter(|l| covered(&blocks, **l))
+        .collect();
+    let log = daemon.process.log();
+    eprintln!(
+        "fingerprint e2e: {bots_blocked}/{} bots at {bot_rate} req/s blocked (95 % after \
+         {bots_blocked_after:?} s), {} legitimate blocked",
+        bot_addrs.len(),
+        legit_blocked.len()
+    );
+    assert!(legit_blocked.is_empty(), "{legit_blocked:?}\n{log}");
+    assert!(
+        bots_blocked * 100 >= bot_addrs.len() * 95,
+        "only {bots_blocked} of {} bots blocked\n{log}",
+        bot_addrs.len()
+    );
+    assert!(log.contains("attack fingerprint"), "logged:\n{log}");
+    // `why` names the fingerprint and the baseline share it was compared with.
+    let why = floodgate_json(&bed.pins, &["why", &bot_addrs[0].to_string(), "--json"]);
+    let f = &why["detector"]["adaptive"]["fingerprint"];
+    assert!(
+        f["attack"] == true
+            && f["label"]
+                .as_str()
+                .is_some_and(|l| l.starts_with("GET /api/expensive?ms"))
+            && f["baseline_share"].as_f64() < Some(0.01)
+            && f["share"].as_f64() > Some(0.5),
+        "{why}"
+    );
+    let text = floodgate_ok(&bed.pins, &["why", &bot_addrs[0].to_string()]);
+    assert!(text.contains("an attack fingerprint"), "{text}");
+}

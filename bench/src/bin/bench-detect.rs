@@ -76,8 +76,8 @@ fn source(n: u32) -> IpAddr {
     }
 }
 
-/// `[adaptive]` on with two services (everything, and one path), for the ingest beside the
-/// default configuration.
+/// `[adaptive]` on with two services (everything, and one path) and request fingerprints (the
+/// default), for the ingest beside the default configuration.
 const ADAPTIVE: &str = "[adaptive]\nenabled = true\nstate_file = \"\"\n\
     [[adaptive.services]]\nname = \"all\"\n[[adaptive.services]]\nname = \"api\"\npath_prefix = \"/api/\"\n";
 
@@ -400,8 +400,14 @@ fn main() {
     eprintln!("ingest…");
     let (per_sec, ingest_json) = ingest("");
     let (adaptive_per_sec, _) = ingest(ADAPTIVE);
+    let (no_fingerprints_per_sec, _) = ingest(&ADAPTIVE.replacen(
+        "enabled = true\n",
+        "enabled = true\nfingerprints = false\n",
+        1,
+    ));
     eprintln!(
-        "ingest {per_sec:.0} samples/s; with [adaptive] on (2 services) {adaptive_per_sec:.0} samples/s"
+        "ingest {per_sec:.0} samples/s; with [adaptive] on (2 services) {adaptive_per_sec:.0} \
+         samples/s, without fingerprints {no_fingerprints_per_sec:.0}"
     );
     if std::env::var_os("BENCH_DETECT_ONLY").is_some_and(|v| v == "ingest") {
         return;
@@ -429,6 +435,10 @@ fn main() {
     ));
     text.push_str(&format!(
         "  with [adaptive] on (2 services)        {adaptive_per_sec:>12.0} samples/s   target ≥ 1,000,000\n"
+    ));
+    text.push_str(&format!(
+        "  [adaptive] without fingerprints        {no_fingerprints_per_sec:>12.0} samples/s   fingerprints cost {:.0} ns/sample\n",
+        (1e9 / adaptive_per_sec - 1e9 / no_fingerprints_per_sec).max(0.0)
     ));
     text.push_str(&format!(
         "  baseline httparse alone                {:>12.0} samples/s   ratio {:.2}\n",
@@ -486,6 +496,7 @@ fn main() {
         &json!({
             "ingest": ingest_json,
             "ingest_adaptive_samples_per_sec_median": adaptive_per_sec,
+            "ingest_adaptive_without_fingerprints_samples_per_sec_median": no_fingerprints_per_sec,
             "bytes_per_client": bytes_per_client,
             "total_bytes_1m": total_bytes,
             "tracked": tracked,
