@@ -571,7 +571,8 @@ fn bots_under_the_floor_sharing_one_fingerprint_are_blocked_by_it() {
             path: EXPENSIVE,
         }];
         let start = Instant::now();
-        let flood = scope.spawn(|| run_groups(&bed.tb, &bots, FLOOD_SECS, 5));
+        let tb = &bed.tb;
+        let flood = scope.spawn(move || run_groups(tb, &bots, FLOOD_SECS, 5));
         if wait_until(Duration::from_secs(u64::from(FLOOD_SECS)), || {
             let blocks = bed.blocks();
             bot_addrs.iter().filter(|b| covered(&blocks, **b)).count() * 100 >= bot_addrs.len() * 95
@@ -614,4 +615,59 @@ fn bots_under_the_floor_sharing_one_fingerprint_are_blocked_by_it() {
     );
     let text = floodgate_ok(&bed.pins, &["why", &bot_addrs[0].to_string()]);
     assert!(text.contains("an attack fingerprint"), "{text}");
+}
+
+#[test]
+fn ipv6_bots_rotating_through_one_64_get_the_64_blocked() {
+    let bed = Bed::new();
+    let legit = legit_groups(1);
+    let legit_addrs = all_addrs(&legit);
+    // Ten rounds of 24 fresh addresses of one /64, 2 s each: no address lives long.
+    let rounds: Vec<Vec<IpAddr>> = (0..10u16)
+        .map(|r| v6(0x60, r * 24 + 1..=r * 24 + 24))
+        .collect();
+    bed.tb.add_client_addrs(&legit_addrs);
+    bed.tb.add_client_addrs(&rounds.concat());
+    let daemon = bed.start_daemon();
+    let net: IpAddr = "2001:2:0:60::".parse().expect("net");
+    let mut aggregated_in_round = None;
+    std::thread::scope(|scope| {
+        scope.spawn(|| run_groups(&bed.tb, &legit, LEGIT_SECS, 20));
+        bed.wait_learned();
+        for (i, round) in rounds.iter().enumerate() {
+            let group = [Group {
+                addrs: round.clone(),
+                rate: 20,
+                path: EXPENSIVE,
+            }];
+            run_groups(&bed.tb, &group, 2, 5);
+            if aggregated_in_round.is_none() && bed.blocks().contains(&(net, 64)) {
+                aggregated_in_round = Some(i + 1);
+            }
+        }
+    });
+    let blocks = bed.blocks();
+    let log = daemon.process.log();
+    let legit_blocked: Vec<_> = legit_addrs
+        .iter()
+        .filter(|l| covered(&blocks, **l))
+        .collect();
+    eprintln!(
+        "rotation: the /64 blocked after round {aggregated_in_round:?} of {} ({} addresses each)",
+        rounds.len(),
+        rounds[0].len()
+    );
+    assert!(
+        aggregated_in_round.is_some_and(|r| r <= 5),
+        "2001:2:0:60::/64 not blocked by the fifth round: {aggregated_in_round:?}\n{log}"
+    );
+    assert!(legit_blocked.is_empty(), "{legit_blocked:?}\n{log}");
+    assert!(
+        rounds
+            .last()
+            .expect("rounds")
+            .iter()
+            .all(|a| covered(&blocks, *a)),
+        "the last round's fresh addresses are covered"
+    );
 }
