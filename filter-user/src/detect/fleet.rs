@@ -7,11 +7,7 @@
 use std::collections::HashMap;
 
 use super::{Detector, unit_of};
-use crate::{
-    config::{Action, RuleScope},
-    enforce::{Decision, Origin},
-    target::Target,
-};
+use crate::{config::RuleScope, enforce::Decision, target::Target};
 
 /// Keys kept per report slot: room for the reported ones and those about to be.
 const KEYS_PER_REPORTED: usize = 4;
@@ -136,32 +132,11 @@ impl Detector {
                     .unwrap_or((0.0, 0));
                 let rule = &self.rules[index];
                 let (total, samples) = (rate + peer_rate, samples.saturating_add(peer_samples));
-                if total <= rule.threshold_rps
-                    || samples < rule.min_samples
-                    || self
-                        .decided
-                        .get(&target)
-                        .is_some_and(|until| *until > now_ns)
-                {
+                if total <= rule.threshold_rps || samples < rule.min_samples {
                     continue;
                 }
-                let block = rule.action == Action::Block;
-                let (threshold, base) = (rule.threshold_rps, rule.ttl.0);
-                let (offence, ttl) = self.escalate(target.ip, base, now_ns, block);
-                self.decided
-                    .insert(target, now_ns.saturating_add(ttl.as_nanos() as u64));
-                self.legit.suspect(target.ip, now_ns);
-                decisions.push(Decision {
-                    target,
-                    rule: name.clone(),
-                    rate: total,
-                    threshold,
-                    ttl,
-                    block,
-                    crossed_ns: now_ns,
-                    offence,
-                    origin: Origin::Rule,
-                });
+                let rule = rule.clone();
+                decisions.extend(self.decide(&rule, target, total, now_ns));
             }
         }
         decisions

@@ -174,32 +174,7 @@ impl Detector {
             if rate <= rule.threshold_rps || u32::from(estimate.samples) < rule.min_samples {
                 continue;
             }
-            if self
-                .decided
-                .get(&target)
-                .is_some_and(|until| *until > event.time_ns)
-            {
-                continue;
-            }
-            let (offence, ttl) = self.escalate(
-                target.ip,
-                rule.ttl.0,
-                event.time_ns,
-                rule.action == Action::Block,
-            );
-            self.decided
-                .insert(target, event.time_ns.saturating_add(ttl.as_nanos() as u64));
-            decisions.push(Decision {
-                target,
-                rule: rule.name.clone(),
-                rate,
-                threshold: rule.threshold_rps,
-                ttl,
-                block: rule.action == Action::Block,
-                crossed_ns: event.time_ns,
-                offence,
-                origin: Origin::Rule,
-            });
+            decisions.extend(self.decide(rule, target, rate, event.time_ns));
         }
         self.rules = rules;
         if self.adaptive.observe(event) {
@@ -214,9 +189,6 @@ impl Detector {
         let decided = self.decided.contains_key(&Target::host(event.src));
         self.legit
             .note(event.src, event.time_ns, own_share, decided);
-        for d in &decisions {
-            self.legit.suspect(d.target.ip, event.time_ns);
-        }
         let aggregated: Vec<Decision> = decisions
             .iter()
             .filter(|d| d.block && d.target.is_host())
@@ -254,30 +226,9 @@ impl Detector {
                 *per_target.entry(target).or_default() += n;
             }
             for (target, held) in per_target {
-                if f64::from(held) <= rule.threshold_rps
-                    || self
-                        .decided
-                        .get(&target)
-                        .is_some_and(|until| *until > now_ns)
-                {
-                    continue;
+                if f64::from(held) > rule.threshold_rps {
+                    decisions.extend(self.decide(rule, target, f64::from(held), now_ns));
                 }
-                let block = rule.action == Action::Block;
-                let (offence, ttl) = self.escalate(target.ip, rule.ttl.0, now_ns, block);
-                self.decided
-                    .insert(target, now_ns.saturating_add(ttl.as_nanos() as u64));
-                self.legit.suspect(target.ip, now_ns);
-                decisions.push(Decision {
-                    target,
-                    rule: rule.name.clone(),
-                    rate: f64::from(held),
-                    threshold: rule.threshold_rps,
-                    ttl,
-                    block,
-                    crossed_ns: now_ns,
-                    offence,
-                    origin: Origin::Rule,
-                });
             }
         }
         self.rules = rules;
@@ -293,6 +244,35 @@ impl Detector {
         let mut h = self.hasher.build_hasher();
         h.write(text.as_bytes());
         h.finish() | 1
+    }
+
+    /// The decision of `rule` for `target` at `rate`, unless one is in force: its TTL
+    /// escalated for a repeat offender, remembered as decided, its address a suspect for the
+    /// guard.
+    fn decide(&mut self, rule: &Rule, target: Target, rate: f64, now_ns: u64) -> Option<Decision> {
+        if self
+            .decided
+            .get(&target)
+            .is_some_and(|until| *until > now_ns)
+        {
+            return None;
+        }
+        let block = rule.action == Action::Block;
+        let (offence, ttl) = self.escalate(target.ip, rule.ttl.0, now_ns, block);
+        self.decided
+            .insert(target, now_ns.saturating_add(ttl.as_nanos() as u64));
+        self.legit.suspect(target.ip, now_ns);
+        Some(Decision {
+            target,
+            rule: rule.name.clone(),
+            rate,
+            threshold: rule.threshold_rps,
+            ttl,
+            block,
+            crossed_ns: now_ns,
+            offence,
+            origin: Origin::Rule,
+        })
     }
 
     fn escalate(
