@@ -66,6 +66,15 @@ fn run_paths(
     (decided, attacked)
 }
 
+/// The addresses the adaptive rule decided.
+fn adaptive_blocks(decided: &[Decision]) -> Vec<IpAddr> {
+    decided
+        .iter()
+        .filter(|x| x.rule == ADAPTIVE_RULE)
+        .map(|x| x.target.ip)
+        .collect()
+}
+
 fn detector() -> Detector {
     detector_with("")
 }
@@ -126,11 +135,7 @@ fn bots_under_the_rules_are_blocked_and_a_flash_crowd_is_not() {
     all.extend(&bots);
     let (decided, attacked) = run(&mut d, 51, 5, &all);
     assert!(attacked);
-    let blocked: Vec<IpAddr> = decided
-        .iter()
-        .filter(|x| x.rule == ADAPTIVE_RULE)
-        .map(|x| x.target.ip)
-        .collect();
+    let blocked = adaptive_blocks(&decided);
     assert!(
         legit.iter().all(|(ip, _)| !blocked.contains(ip)),
         "no legitimate client"
@@ -242,11 +247,7 @@ fn senders_of_an_attack_fingerprint_are_held_to_a_lower_threshold() {
 
         let (decided, attacked) = run_paths(&mut d, 46, 5, &all);
         assert!(attacked);
-        let blocked: Vec<IpAddr> = decided
-            .iter()
-            .filter(|x| x.rule == ADAPTIVE_RULE)
-            .map(|x| x.target.ip)
-            .collect();
+        let blocked = adaptive_blocks(&decided);
         assert!(legit.iter().all(|(ip, _, _)| !blocked.contains(ip)));
         if !fingerprints {
             assert!(blocked.is_empty(), "under the floor: {blocked:?}");
