@@ -246,16 +246,13 @@ impl ServiceState {
             return Some(view.clone());
         }
         let total = self.counts.total();
-        self.counts
-            .iter()
-            .find(|(i, _, _)| *i == id)
-            .map(|(_, count, label)| FingerprintView {
-                id: fingerprint::hex(id),
-                label: label.to_owned(),
-                share: count / total.max(1.0),
-                baseline_share: self.baseline.fingerprints.share(id),
-                attack: false,
-            })
+        self.counts.get(id).map(|(count, label)| FingerprintView {
+            id: fingerprint::hex(id),
+            label: label.to_owned(),
+            share: count / total.max(1.0),
+            baseline_share: self.baseline.fingerprints.share(id),
+            attack: false,
+        })
     }
 
     /// The last second's most requested fingerprints and the attack ones, for `status`.

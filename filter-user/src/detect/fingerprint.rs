@@ -123,11 +123,14 @@ pub(crate) struct Counts {
     by_id: HashMap<Fingerprint, (f64, String)>,
     /// Requests of fingerprints beyond [`MAX_COUNTED`].
     uncounted: f64,
+    /// Requests in all.
+    total: f64,
 }
 
 impl Counts {
     /// Counts `weight` requests of `id`; `label` is called the first time `id` is seen.
     pub(crate) fn add(&mut self, id: Fingerprint, weight: f64, label: impl FnOnce() -> String) {
+        self.total += weight;
         if let Some(entry) = self.by_id.get_mut(&id) {
             entry.0 += weight;
         } else if self.by_id.len() < MAX_COUNTED {
@@ -139,7 +142,14 @@ impl Counts {
 
     /// Requests counted.
     pub(crate) fn total(&self) -> f64 {
-        self.by_id.values().map(|(n, _)| n).sum::<f64>() + self.uncounted
+        self.total
+    }
+
+    /// The requests and label of `id`, if counted.
+    pub(crate) fn get(&self, id: Fingerprint) -> Option<(f64, &str)> {
+        self.by_id
+            .get(&id)
+            .map(|(count, label)| (*count, label.as_str()))
     }
 
     /// Requests not counted by fingerprint (too many distinct ones).
@@ -168,6 +178,7 @@ impl Counts {
     pub(crate) fn clear(&mut self) {
         self.by_id.clear();
         self.uncounted = 0.0;
+        self.total = 0.0;
     }
 }
 
