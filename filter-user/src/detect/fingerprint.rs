@@ -120,7 +120,9 @@ pub(crate) fn hex(id: Fingerprint) -> String {
 /// Requests per fingerprint over one second of one service.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Counts {
-    by_id: HashMap<Fingerprint, (f64, String)>,
+    /// Probed on every event: foldhash (fast, seeded per process, so that nobody can choose
+    /// fingerprints that collide in the table) rather than SipHash.
+    by_id: HashMap<Fingerprint, (f64, String), foldhash::fast::RandomState>,
     /// Requests of fingerprints beyond [`MAX_COUNTED`].
     uncounted: f64,
     /// Requests in all.
