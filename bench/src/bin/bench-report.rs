@@ -263,6 +263,20 @@ fn main() {
         ingest["samples_per_sec_median"].as_f64().unwrap_or(0.0),
         spread(&ingest["runs"])
     );
+    if let Some(adaptive) = detect["ingest_adaptive_samples_per_sec_median"].as_f64() {
+        let _ = writeln!(
+            md,
+            "| the same with `[adaptive]` on (2 services, request fingerprints), median of 5 | {adaptive:.0}/s | ≥ 1,000,000/s |"
+        );
+    }
+    if let Some(plain) =
+        detect["ingest_adaptive_without_fingerprints_samples_per_sec_median"].as_f64()
+    {
+        let _ = writeln!(
+            md,
+            "| the same with `[adaptive]` on, `fingerprints = false`, median of 5 | {plain:.0}/s | |"
+        );
+    }
     let _ = writeln!(
         md,
         "| detection latency threshold crossing → block in force, p50 / p99 over {} sources | {:.2} / {:.2} ms | p99 ≤ 250 ms |",
