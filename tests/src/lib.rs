@@ -5,6 +5,7 @@
 //!
 //! Tests panic with a clear message when they cannot run (not root, no BPF), never skip.
 
+pub mod botnet;
 pub mod crowdsec;
 pub mod edge;
 pub mod fleet;

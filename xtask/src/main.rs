@@ -52,7 +52,7 @@ enum Task {
     Bench {
         /// Which benchmark.
         which: Bench,
-        /// Arguments for the benchmark tool (`survival plaintext|https`: one scenario).
+        /// Arguments for the benchmark tool (`survival plaintext|https|botnet`: one scenario).
         args: Vec<String>,
     },
 }
@@ -66,7 +66,8 @@ enum Bench {
     /// Drop capacity on a veth pair vs iptables, nftables, generic XDP, minimal XDP, drop-all.
     Drop,
     /// Flood survival of a bounded-capacity app: none vs nginx limit_req vs fail2ban vs
-    /// CrowdSec vs Floodgate, over plaintext HTTP/1.1 and over HTTPS with HTTP/2.
+    /// CrowdSec vs Floodgate, over plaintext HTTP/1.1 and over HTTPS with HTTP/2; a botnet
+    /// under every per-source rule: none vs limit_req vs static rules vs `[adaptive]`.
     Survival,
     /// The proxy request feed: ingest vs a generic JSON parse, nginx at saturation with the
     /// feed on and off, detection latency over HTTPS vs plaintext.

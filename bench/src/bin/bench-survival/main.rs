@@ -21,7 +21,12 @@
 //! backend completes only its share for each source, so the time each source costs the
 //! backend is what tells a flooder from a client there.
 //!
-//! `bench-survival [plaintext|https]` runs one scenario; without an argument, both.
+//! The botnet scenario (`survival-botnet`, [`botnet`]): 300 bots each under every per-source
+//! rule, against none, `limit_req`, Floodgate's static rules and Floodgate with `[adaptive]`.
+//!
+//! `bench-survival [plaintext|https|botnet]` runs one scenario; without an argument, all three.
+
+mod botnet;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -493,15 +498,26 @@ fn h2load_2xx(log: &str) -> u64 {
 
 fn main() {
     floodgate_tests::require_root();
-    let scenarios = match std::env::args().nth(1).as_deref() {
-        None => vec![Scenario::Plaintext, Scenario::Https],
-        Some("plaintext") => vec![Scenario::Plaintext],
-        Some("https") => vec![Scenario::Https],
+    let (scenarios, with_botnet) = match std::env::args().nth(1).as_deref() {
+        None => (vec![Scenario::Plaintext, Scenario::Https], true),
+        Some("plaintext") => (vec![Scenario::Plaintext], false),
+        Some("https") => (vec![Scenario::Https], false),
+        Some("botnet") => (Vec::new(), true),
         Some(other) => {
-            eprintln!("bench-survival: unknown scenario {other:?}: plaintext or https");
+            eprintln!("bench-survival: unknown scenario {other:?}: plaintext, https or botnet");
             std::process::exit(2);
         }
     };
+    if !scenarios.is_empty() {
+        flood_scenarios(&scenarios);
+    }
+    if with_botnet {
+        botnet::run();
+    }
+}
+
+/// The plaintext and HTTPS scenarios, on one testbed.
+fn flood_scenarios(scenarios: &[Scenario]) {
     let tb = Testbed::new();
     let plan = FloodPlan::on(&tb, 64, 0);
     tb.add_client_addrs(&[PROBE.parse().unwrap()]);
@@ -521,7 +537,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(300));
     let shim = Testbed::build_shim();
     let cert = Cert::new();
-    for scenario in scenarios {
+    for &scenario in scenarios {
         let bed = Bed {
             tb: &tb,
             plan: &plan,
