@@ -183,8 +183,15 @@ fn a_botnet_under_the_per_source_rules_is_blocked_and_the_service_recovers() {
         decision["rate"].as_f64() > decision["threshold"].as_f64(),
         "{why}"
     );
-    assert!(decision["threshold"].as_f64() >= Some(10.0), "{why}");
+    // Never under the floor (10), nor, for the sender of an attack fingerprint, under
+    // fingerprint_factor (0.5) × the floor.
     let numbers = &why["detector"]["adaptive"];
+    let floor = if numbers["fingerprint"]["attack"] == true {
+        5.0
+    } else {
+        10.0
+    };
+    assert!(decision["threshold"].as_f64() >= Some(floor), "{why}");
     assert!(
         numbers["service"].is_string() && numbers["quantile"][1].as_f64() < Some(10.0),
         "why names the service and the baseline compared with: {why}"
