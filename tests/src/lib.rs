@@ -183,7 +183,8 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    /// Spawns `cmd` with stdout/stderr to files under /tmp (read back by [`ChildGuard::log`]).
+    /// Spawns `cmd` with stdout/stderr to files under /tmp (read back by [`ChildGuard::log`],
+    /// removed on drop unless the thread is panicking).
     #[must_use]
     pub fn spawn(name: &str, cmd: &mut Command) -> Self {
         let log = log_path(name);
@@ -263,6 +264,10 @@ impl Drop for ChildGuard {
         unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The log stays behind only when a test fails, for whoever looks into it.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(log_path(&self.name));
+        }
     }
 }
 
