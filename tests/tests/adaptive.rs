@@ -3,7 +3,8 @@
 //! short learning phase, 50 legitimate clients at 1–3 requests/s on mixed paths (IPv4 and
 //! IPv6), then a botnet whose every member stays far under the per-source rules (15–25
 //! requests/s each, 300 addresses) but together is ten times the backend's capacity; a flash
-//! crowd of legitimate clients; and a daemon restarted during the attack.
+//! crowd of legitimate clients; a daemon restarted during the attack; and (`shapes`) a pulsing
+//! flood and a slow ramp.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -20,6 +21,9 @@ use floodgate_tests::{
     net::{Daemon, Nginx, SERVER_V4, SERVER_V6, Testbed, test_config, timed_get},
     unique, wait_until,
 };
+
+#[path = "adaptive/shapes.rs"]
+mod shapes;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 /// The learning phase the test configuration asks for.
