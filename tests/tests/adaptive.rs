@@ -3,7 +3,8 @@
 //! short learning phase, 50 legitimate clients at 1–3 requests/s on mixed paths (IPv4 and
 //! IPv6), then a botnet whose every member stays far under the per-source rules (15–25
 //! requests/s each, 300 addresses) but together is ten times the backend's capacity; a flash
-//! crowd of legitimate clients; and a daemon restarted during the attack.
+//! crowd of legitimate clients; a daemon restarted during the attack; and (`shapes`) a pulsing
+//! flood and a slow ramp.
 
 use std::{
     net::IpAddr,
@@ -21,6 +22,9 @@ use floodgate_tests::{
     net::{Daemon, Nginx, Testbed, test_config},
     wait_until,
 };
+
+#[path = "adaptive/shapes.rs"]
+mod shapes;
 
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
