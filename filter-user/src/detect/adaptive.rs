@@ -427,8 +427,10 @@ impl Adaptive {
             if self.cfg.fingerprints {
                 s.counts.add(id, weight, || fingerprint::label(event));
             }
-            if estimate.samples == 1 {
+            if estimate.samples == 1 && estimate.rate <= self.thresholds[index] {
                 // First event of the source in this window: its rate over about the last one.
+                // A source above the threshold in force is not learned from: the first steps
+                // of a slow ramp would otherwise raise the threshold above the bots.
                 s.pending_sources.add(estimate.rate);
             }
             if estimate.rate > self.fingerprint_thresholds[index] && estimate.samples >= 2 {

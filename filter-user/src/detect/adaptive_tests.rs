@@ -270,3 +270,22 @@ fn senders_of_an_attack_fingerprint_are_held_to_a_lower_threshold() {
         assert!(shown.iter().any(|v| v.attack && v.id == f.id), "{shown:?}");
     }
 }
+
+#[test]
+fn sources_above_the_threshold_are_not_learned_from() {
+    let legit: Vec<(IpAddr, u64)> = addrs("198.18.1", 50)
+        .into_iter()
+        .map(|ip| (ip, 2))
+        .collect();
+    let mut d = detector();
+    run(&mut d, 1, 30, &legit);
+    let before = d.adaptive_views()[0].threshold_rps.unwrap();
+    // The first step of a slow ramp: 5 sources at 30 requests/s, the service still under its
+    // attack level (3 × the baseline), so the seconds are learned.
+    let mut ramp = legit.clone();
+    ramp.extend(addrs("198.18.8", 5).into_iter().map(|ip| (ip, 30)));
+    let (_, attacked) = run(&mut d, 31, 20, &ramp);
+    assert!(!attacked);
+    let after = d.adaptive_views()[0].threshold_rps.unwrap();
+    assert!(after < 30.0 && after <= before * 1.2, "{before} -> {after}");
+}
