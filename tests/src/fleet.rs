@@ -38,6 +38,8 @@ pub struct Nats {
     process: Option<ChildGuard>,
     /// Certificate and key (PEM) when the server requires TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Its `authorization` block (default: [`NATS_USER`] with [`NATS_PASSWORD`]).
+    pub authorization: String,
     /// The namespace it runs in.
     pub ns: NetNs,
     /// Its store and config dir.
@@ -61,6 +63,9 @@ impl Nats {
         Self {
             process: None,
             tls: None,
+            authorization: format!(
+                "authorization {{ user: {NATS_USER}, password: \"{NATS_PASSWORD}\" }}"
+            ),
             ns: NetNs::new("fgn"),
             dir,
         }
@@ -81,9 +86,9 @@ impl Nats {
             &conf,
             format!(
                 "listen: 0.0.0.0:{NATS_PORT}\nserver_name: fg_test\n\
-                 jetstream {{ store_dir: \"{}\" }}\n\
-                 authorization {{ user: {NATS_USER}, password: \"{NATS_PASSWORD}\" }}\n{tls}",
-                self.dir.join("store").display()
+                 jetstream {{ store_dir: \"{}\" }}\n{}\n{tls}",
+                self.dir.join("store").display(),
+                self.authorization
             ),
         )
         .expect("nats.conf");
@@ -137,7 +142,10 @@ pub struct Host {
     pub index: usize,
     /// More `[fleet]` keys (TLS).
     pub fleet_extra: String,
-    secrets: PathBuf,
+    /// The `[fleet]` authentication keys (default: [`NATS_USER`] and a password file).
+    pub auth: String,
+    /// A directory for this host's secret files (removed on drop).
+    pub secrets: PathBuf,
 }
 
 impl Host {
@@ -146,10 +154,10 @@ impl Host {
     pub fn config(&self, extra: &str) -> String {
         format!(
             "{extra}\n[fleet]\nenabled = true\nservers = [\"nats://{}:{NATS_PORT}\"]\n\
-             host = \"{}\"\nuser = \"{NATS_USER}\"\npassword_file = \"{}\"\n{}",
+             host = \"{}\"\n{}\n{}",
             nats_addr(self.index),
             self.name,
-            self.secrets.join("nats.pass").display(),
+            self.auth,
             self.fleet_extra
         )
     }
@@ -268,6 +276,10 @@ impl Fleet {
                 tb,
                 index,
                 fleet_extra: String::new(),
+                auth: format!(
+                    "user = \"{NATS_USER}\"\npassword_file = \"{}\"",
+                    secrets.join("nats.pass").display()
+                ),
                 secrets,
             });
         }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use floodgate_tests::{
-    fleet::{Fleet, Host, decision_json, key_of, write_private},
+    fleet::{Fleet, Host, NATS_PASSWORD, NATS_USER, decision_json, key_of, write_private},
     floodgate_json, floodgate_ok,
     net::{SERVER_V4, SERVER_V6},
     unique, wait_until,
@@ -555,5 +555,73 @@ fn the_fleet_works_over_tls_with_a_private_ca() {
             .contains("TLS required for client connections"),
         "the server did not require TLS:\n{}",
         fleet.nats.log()
+    );
+}
+
+#[test]
+fn nkey_and_token_authentication_against_a_real_server() {
+    let mut fleet = Fleet::new(2);
+    // One server with a password user and an nkey user: edge-a signs in with the nkey.
+    let user = nkeys::KeyPair::new_user();
+    fleet.nats.authorization = format!(
+        "authorization {{ users: [ {{ user: {NATS_USER}, password: \"{NATS_PASSWORD}\" }}, \
+         {{ nkey: {} }} ] }}",
+        user.public_key()
+    );
+    fleet.nats.restart();
+    let seed = fleet.hosts[0].secrets.join("nkey.seed");
+    write_private(&seed, &user.seed().expect("seed"));
+    fleet.hosts[0].auth = format!("nkey_seed_file = \"{}\"", seed.display());
+    for host in &mut fleet.hosts {
+        host.start("");
+    }
+    for host in &fleet.hosts {
+        wait_synced(host);
+    }
+    floodgate_ok(
+        &fleet.hosts[0].pins,
+        &["block", "add", "198.18.7.7", "--ttl", "10m", "--fleet"],
+    );
+    let took = wait_entry(&fleet.hosts[1], "198.18.7.7", true);
+    eprintln!("fleet with an nkey: edge-a's block in edge-b's map after {took:.0?}");
+
+    // The same server taking a token only: edge-a has it, edge-b a wrong one.
+    for host in &mut fleet.hosts {
+        host.daemon = None;
+    }
+    fleet.nats.authorization = "authorization { token: \"fleet-token-2718\" }".into();
+    fleet.nats.restart();
+    for (host, token) in fleet
+        .hosts
+        .iter_mut()
+        .zip(["fleet-token-2718", "wrong-token"])
+    {
+        let file = host.secrets.join("token");
+        write_private(&file, token);
+        host.auth = format!("token_file = \"{}\"", file.display());
+        host.start("");
+    }
+    wait_synced(&fleet.hosts[0]);
+    let b = &fleet.hosts[1];
+    assert!(
+        wait_until(DEADLINE, || b.fleet_status()["last_error"]
+            .as_str()
+            .is_some_and(|e| e.to_lowercase().contains("authorization"))),
+        "edge-b with a wrong token does not say why it is not connected: {}",
+        b.fleet_status()
+    );
+    assert!(b.fleet_status()["up"] == false, "{}", b.fleet_status());
+    assert!(
+        !b.log().contains("wrong-token") && !fleet.hosts[0].log().contains("fleet-token-2718"),
+        "a token leaked into a log"
+    );
+    floodgate_ok(
+        &fleet.hosts[0].pins,
+        &["block", "add", "198.18.7.8", "--ttl", "10m", "--fleet"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        b.entry("198.18.7.8").is_none(),
+        "a host the server refused got a decision"
     );
 }
