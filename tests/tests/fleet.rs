@@ -57,6 +57,22 @@ fn wait_entry(host: &Host, target: &str, present: bool) -> Duration {
     started.elapsed()
 }
 
+/// Starts every host's daemon, waits until each has synced, blocks `target` on the first with
+/// `--fleet` and returns how long it took to reach the second's map.
+fn start_and_share(fleet: &mut Fleet, target: &str) -> Duration {
+    for host in &mut fleet.hosts {
+        host.start("");
+    }
+    for host in &fleet.hosts {
+        wait_synced(host);
+    }
+    floodgate_ok(
+        &fleet.hosts[0].pins,
+        &["block", "add", target, "--ttl", "10m", "--fleet"],
+    );
+    wait_entry(&fleet.hosts[1], target, true)
+}
+
 fn wait_synced(host: &Host) {
     assert!(
         wait_until(Duration::from_secs(15), || {
@@ -536,17 +552,7 @@ fn a_source_spread_over_the_hosts_is_caught_by_the_fleet_rule() {
 #[test]
 fn the_fleet_works_over_tls_with_a_private_ca() {
     let mut fleet = Fleet::with_tls(2);
-    for host in &mut fleet.hosts {
-        host.start("");
-    }
-    for host in &fleet.hosts {
-        wait_synced(host);
-    }
-    floodgate_ok(
-        &fleet.hosts[0].pins,
-        &["block", "add", "2001:2:0:6::/64", "--ttl", "10m", "--fleet"],
-    );
-    let took = wait_entry(&fleet.hosts[1], "2001:2:0:6::/64", true);
+    let took = start_and_share(&mut fleet, "2001:2:0:6::/64");
     eprintln!("fleet over TLS: edge-a's block in edge-b's map after {took:.0?}");
     assert!(
         fleet
@@ -572,17 +578,7 @@ fn nkey_and_token_authentication_against_a_real_server() {
     let seed = fleet.hosts[0].secrets.join("nkey.seed");
     write_private(&seed, &user.seed().expect("seed"));
     fleet.hosts[0].auth = format!("nkey_seed_file = \"{}\"", seed.display());
-    for host in &mut fleet.hosts {
-        host.start("");
-    }
-    for host in &fleet.hosts {
-        wait_synced(host);
-    }
-    floodgate_ok(
-        &fleet.hosts[0].pins,
-        &["block", "add", "198.18.7.7", "--ttl", "10m", "--fleet"],
-    );
-    let took = wait_entry(&fleet.hosts[1], "198.18.7.7", true);
+    let took = start_and_share(&mut fleet, "198.18.7.7");
     eprintln!("fleet with an nkey: edge-a's block in edge-b's map after {took:.0?}");
 
     // The same server taking a token only: edge-a has it, edge-b a wrong one.
